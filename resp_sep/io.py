@@ -1,0 +1,450 @@
+"""Reading recordings: EDF, EDF+ (continuous), BDF/BDF+ and WFDB (single- and multi-segment).
+
+One entry point, :func:`read_recording`, opens the header only; samples of a channel are read
+when :meth:`Channel.read` is called, so an overnight PSG with 20+ channels costs only the channels
+that are used.
+
+Examples
+--------
+>>> rec = read_recording("night.edf")                     # doctest: +SKIP
+>>> ecg = rec.channel("EKG").read()                       # float64, physical units  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from resp_sep.errors import InputError
+
+EDF_SUFFIXES = {".edf", ".bdf", ".rec"}
+WFDB_SUFFIXES = {".hea"}
+WFDB_DATA_SUFFIXES = {".dat", ".mat"}
+#: annotation extensions looked for beside a WFDB record
+WFDB_ANN_EXTENSIONS = ("atr", "resp", "breath", "ann", "qrs", "ecg", "apn", "arousal", "st")
+
+#: sampling rates outside this range (Hz) are refused as absurd
+MIN_FS, MAX_FS = 0.01, 100_000.0
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One event annotation.
+
+    Attributes
+    ----------
+    onset_s : float
+        Onset in seconds from the recording start.
+    duration_s : float
+        Duration in seconds (0 for instantaneous events).
+    label : str
+        Free-text label (EDF+) or annotation symbol/aux note (WFDB).
+    """
+
+    onset_s: float
+    duration_s: float
+    label: str
+
+
+@dataclass
+class Channel:
+    """Metadata of one channel; samples are read on demand.
+
+    Attributes
+    ----------
+    label : str
+        Channel label as stored in the file.
+    fs : float
+        Sampling rate in Hz.
+    unit : str
+        Physical unit (e.g. ``"mV"``); empty when the file gives none.
+    n_samples : int
+        Number of samples.
+    index : int
+        Position of the channel in the file.
+    """
+
+    label: str
+    fs: float
+    unit: str
+    n_samples: int
+    index: int
+    _loader: Callable[[], np.ndarray] = field(repr=False, default=None)
+    path: str = field(repr=False, default="")
+
+    @property
+    def duration_s(self) -> float:
+        """Duration in seconds."""
+        return self.n_samples / self.fs if self.fs > 0 else 0.0
+
+    def read(self) -> np.ndarray:
+        """Read the samples in physical units.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_samples,), float64
+        """
+        try:
+            x = np.asarray(self._loader(), dtype=np.float64).reshape(-1)
+        except InputError:
+            raise
+        except Exception as exc:  # a reader library error: the file is damaged
+            raise InputError(f"cannot read channel '{self.label}': {_short(exc)}", self.path) from None
+        if x.size == 0:
+            raise InputError(f"channel '{self.label}' has no samples", self.path)
+        return x
+
+
+@dataclass
+class Recording:
+    """A recording opened lazily.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file (the ``.hea`` header for WFDB).
+    format : str
+        ``"edf"``, ``"edf+"``, ``"bdf"``, ``"bdf+"`` or ``"wfdb"``.
+    channels : list of Channel
+    start_time : datetime.datetime or None
+        Recording start when the file gives one.
+    """
+
+    path: Path
+    format: str
+    channels: list[Channel]
+    start_time: _dt.datetime | None = None
+    _annotation_loader: Callable[[], list[Annotation]] = field(repr=False, default=lambda: [])
+
+    @property
+    def labels(self) -> list[str]:
+        """Channel labels in file order."""
+        return [c.label for c in self.channels]
+
+    @property
+    def duration_s(self) -> float:
+        """Longest channel duration in seconds."""
+        return max((c.duration_s for c in self.channels), default=0.0)
+
+    @cached_property
+    def annotations(self) -> list[Annotation]:
+        """EDF+ annotations or WFDB annotation files beside the record (read on first access)."""
+        try:
+            return self._annotation_loader()
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"cannot read annotations: {_short(exc)}", str(self.path)) from None
+
+    def channel(self, label: str) -> Channel:
+        """Return the channel with this label (exact match first, then case/punctuation-insensitive).
+
+        Raises
+        ------
+        InputError
+            When no channel matches.
+        """
+        for c in self.channels:
+            if c.label == label:
+                return c
+        from resp_sep.channels import normalise_label
+
+        key = normalise_label(label)
+        for c in self.channels:
+            if normalise_label(c.label) == key:
+                return c
+        raise InputError(
+            f"no channel '{label}' (channels: {', '.join(self.labels) or 'none'})", str(self.path)
+        )
+
+
+def _short(exc: BaseException) -> str:
+    """A one-line description of a library exception."""
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    return msg[:200]
+
+
+def resolve_path(path: str | os.PathLike) -> tuple[Path, str]:
+    """Find the file and its kind (``"edf"`` or ``"wfdb"``) for a user-given path.
+
+    WFDB records may be given as ``rec.hea``, ``rec`` (record name), or ``rec.dat``/``rec.mat``
+    when the header sits beside it.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in EDF_SUFFIXES:
+        kind = "edf"
+    elif suffix in WFDB_SUFFIXES:
+        kind = "wfdb"
+    elif suffix in WFDB_DATA_SUFFIXES and p.with_suffix(".hea").exists():
+        p, kind = p.with_suffix(".hea"), "wfdb"
+    elif not p.exists() and Path(str(p) + ".hea").exists():
+        p, kind = Path(str(p) + ".hea"), "wfdb"
+    elif p.is_dir():
+        raise InputError("is a folder, not a recording", str(path))
+    elif not p.exists():
+        raise InputError("no such file", str(path))
+    else:
+        raise InputError(
+            f"unsupported file type '{p.suffix or '(none)'}' (expected .edf, .bdf or a WFDB .hea record)",
+            str(path),
+        )
+    if not p.exists():
+        raise InputError("no such file", str(path))
+    if p.is_dir():
+        raise InputError("is a folder, not a recording", str(path))
+    if p.stat().st_size == 0:
+        raise InputError("file is empty (0 bytes)", str(path))
+    return p, kind
+
+
+def read_recording(path: str | os.PathLike) -> Recording:
+    """Open a recording and read its header (samples are read lazily, channel by channel).
+
+    Parameters
+    ----------
+    path : str or path-like
+        An ``.edf``/``.bdf`` file, or a WFDB record (``.hea`` path, or the record path without
+        extension).
+
+    Returns
+    -------
+    Recording
+
+    Raises
+    ------
+    InputError
+        Missing, empty, truncated or corrupt file; unsupported type; EDF+D (discontinuous)
+        recordings; absurd sampling rates.
+    """
+    p, kind = resolve_path(path)
+    rec = _read_edf_header(p) if kind == "edf" else _read_wfdb_header(p)
+    if not rec.channels:
+        raise InputError("recording has no signal channels", str(p))
+    for c in rec.channels:
+        if not (MIN_FS <= c.fs <= MAX_FS) or not np.isfinite(c.fs):
+            raise InputError(f"channel '{c.label}' has an absurd sampling rate ({c.fs:g} Hz)", str(p))
+    return rec
+
+
+# --------------------------------------------------------------------------------------------- EDF
+
+
+def _check_edf_header(p: Path) -> tuple[str, int, int, float, int]:
+    """Validate the fixed 256-byte EDF header and the file size before handing to pyedflib.
+
+    pyedflib's messages are terse ("file contains format errors"); these checks give the user the
+    actual problem. Returns (reserved field, header bytes, n_records, record duration, n_signals).
+    """
+    size = p.stat().st_size
+    if size < 256:
+        raise InputError(f"truncated or not an EDF/BDF file ({size} bytes, header needs 256)", str(p))
+    with open(p, "rb") as fh:
+        head = fh.read(256)
+        version = head[0:8]
+        if version not in (b"0       ", b"\xffBIOSEMI"):
+            raise InputError("not an EDF/BDF file (bad version field in header)", str(p))
+        try:
+            text = head[8:256].decode("ascii")
+            header_bytes = int(text[176:184].strip())
+            reserved = text[184:228].strip()
+            n_records = int(text[228:236].strip())
+            rec_dur = float(text[236:244].strip())
+            n_signals = int(text[244:248].strip())
+        except (UnicodeDecodeError, ValueError):
+            raise InputError("corrupt EDF header (non-numeric size fields)", str(p)) from None
+        if n_signals <= 0 or header_bytes != 256 * (n_signals + 1):
+            raise InputError(
+                f"corrupt EDF header ({n_signals} signals but header size {header_bytes} bytes)", str(p)
+            )
+        if size < header_bytes:
+            raise InputError(f"truncated file: header declares {header_bytes} bytes, file has {size}", str(p))
+        fh.seek(256)
+        sig = fh.read(256 * n_signals)
+    try:
+        spr = [int(sig[216 * n_signals + 8 * i: 216 * n_signals + 8 * i + 8].decode("ascii").strip())
+               for i in range(n_signals)]
+    except (UnicodeDecodeError, ValueError):
+        raise InputError("corrupt EDF header (bad samples-per-record field)", str(p)) from None
+    bytes_per_sample = 3 if version == b"\xffBIOSEMI" else 2
+    record_bytes = sum(spr) * bytes_per_sample
+    if record_bytes <= 0:
+        raise InputError("corrupt EDF header (no samples per data record)", str(p))
+    data_bytes = size - header_bytes
+    if n_records < 0:  # -1: unknown (recording interrupted); infer from the size
+        n_records = data_bytes // record_bytes
+    expected = n_records * record_bytes
+    if n_records == 0 or data_bytes < record_bytes:
+        raise InputError("recording has no data records (empty or truncated file)", str(p))
+    if data_bytes < expected:
+        raise InputError(
+            f"truncated file: header declares {n_records} data records ({expected} bytes), "
+            f"file holds {data_bytes} bytes",
+            str(p),
+        )
+    if rec_dur <= 0 and n_signals > 0:
+        raise InputError(f"corrupt EDF header (data record duration {rec_dur:g} s)", str(p))
+    return reserved, header_bytes, n_records, rec_dur, n_signals
+
+
+def _read_edf_header(p: Path) -> Recording:
+    import pyedflib
+
+    reserved, *_ = _check_edf_header(p)
+    if reserved.upper().startswith(("EDF+D", "BDF+D")):
+        raise InputError(
+            "EDF+D (discontinuous) recordings are not supported: the gaps would corrupt the timing; "
+            "convert it to EDF+C (continuous) first",
+            str(p),
+        )
+    try:
+        f = pyedflib.EdfReader(str(p))
+    except Exception as exc:
+        raise InputError(f"cannot open EDF/BDF file: {_short(exc)}", str(p)) from None
+    try:
+        is_bdf = p.suffix.lower() == ".bdf" or f.filetype in (2, 3)
+        plus = reserved.upper().startswith(("EDF+", "BDF+"))
+        fmt = ("bdf" if is_bdf else "edf") + ("+" if plus else "")
+        labels = f.getSignalLabels()
+        rates = f.getSampleFrequencies()
+        n = f.getNSamples()
+        try:
+            start = f.getStartdatetime()
+        except Exception:  # a malformed date is no reason to refuse the signals
+            start = None
+        channels = []
+        for i, label in enumerate(labels):
+            channels.append(
+                Channel(
+                    label=label.strip(),
+                    fs=float(rates[i]),
+                    unit=f.getPhysicalDimension(i).strip(),
+                    n_samples=int(n[i]),
+                    index=i,
+                    _loader=_edf_loader(p, i),
+                    path=str(p),
+                )
+            )
+    finally:
+        f.close()
+    return Recording(
+        path=p, format=fmt, channels=channels, start_time=start, _annotation_loader=lambda: _edf_annotations(p)
+    )
+
+
+def _edf_loader(p: Path, i: int) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import pyedflib
+
+        with pyedflib.EdfReader(str(p)) as f:
+            return f.readSignal(i, digital=False)
+
+    return load
+
+
+def _edf_annotations(p: Path) -> list[Annotation]:
+    import pyedflib
+
+    with pyedflib.EdfReader(str(p)) as f:
+        onsets, durations, labels = f.readAnnotations()
+    return [
+        Annotation(float(o), float(d) if np.isfinite(d) and d > 0 else 0.0, str(lab))
+        for o, d, lab in zip(onsets, durations, labels)
+    ]
+
+
+# -------------------------------------------------------------------------------------------- WFDB
+
+
+def _read_wfdb_header(p: Path) -> Recording:
+    import wfdb
+
+    record = str(p.with_suffix(""))
+    try:
+        hdr = wfdb.rdheader(record, rd_segments=True)
+    except Exception as exc:
+        raise InputError(f"cannot read WFDB header: {_short(exc)}", str(p)) from None
+
+    multi = isinstance(hdr, wfdb.MultiRecord)
+    fs = float(hdr.fs or 0)
+    if fs <= 0:
+        raise InputError(f"WFDB header gives an absurd sampling rate ({hdr.fs})", str(p))
+    total_len = int(hdr.sig_len or 0)
+    if multi:
+        segs = [s for s in (hdr.segments or []) if s is not None]
+        # The layout segment (length 0) of a variable-layout record lists every signal; fixed-layout
+        # records repeat the same signals in each segment.
+        layout = next((s for s in segs if (s.sig_len or 0) == 0 and s.sig_name), None)
+        ref = layout or next((s for s in segs if s.sig_name), None)
+        if ref is None:
+            raise InputError("multi-segment WFDB record lists no signals", str(p))
+        names, units, spf = ref.sig_name, ref.units, ref.samps_per_frame
+        if total_len <= 0:
+            total_len = sum(int(n or 0) for n in hdr.seg_len)
+    else:
+        names, units, spf = hdr.sig_name or [], hdr.units or [], hdr.samps_per_frame or []
+    if total_len <= 0:
+        raise InputError("WFDB header declares no samples", str(p))
+    for dat in {fn for fn in (getattr(hdr, "file_name", None) or []) if fn}:
+        if not (p.parent / dat).exists():
+            raise InputError(f"WFDB signal file '{dat}' is missing", str(p))
+    channels = []
+    for i, name in enumerate(names):
+        k = int(spf[i] or 1) if i < len(spf) else 1
+        channels.append(
+            Channel(
+                label=str(name).strip(),
+                fs=fs * k,
+                unit=str(units[i] or "") if i < len(units) else "",
+                n_samples=total_len * k,
+                index=i,
+                _loader=_wfdb_loader(record, str(name), multi, str(p)),
+                path=str(p),
+            )
+        )
+    start = getattr(hdr, "base_datetime", None)
+    if start is None and getattr(hdr, "base_time", None) is not None and getattr(hdr, "base_date", None):
+        start = _dt.datetime.combine(hdr.base_date, hdr.base_time)
+    return Recording(
+        path=p, format="wfdb", channels=channels, start_time=start,
+        _annotation_loader=lambda: _wfdb_annotations(record, fs),
+    )
+
+
+def _wfdb_loader(record: str, name: str, multi: bool, path: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import wfdb
+
+        # Multi-segment records are merged by wfdb (m2s); segments lacking the signal give NaN.
+        # smooth_frames=False keeps each signal at its own rate (samples per frame > 1), e.g. a
+        # 500 Hz ECG stored beside 125 Hz signals.
+        rec = wfdb.rdrecord(record, channel_names=[name], physical=True, m2s=multi, smooth_frames=False)
+        if not rec.e_p_signal:
+            raise InputError(f"channel '{name}' not found in any segment", path)
+        return rec.e_p_signal[0]
+
+    return load
+
+
+def _wfdb_annotations(record: str, fs: float) -> list[Annotation]:
+    import wfdb
+
+    out: list[Annotation] = []
+    for ext in WFDB_ANN_EXTENSIONS:
+        if not Path(f"{record}.{ext}").exists():
+            continue
+        ann = wfdb.rdann(record, ext)
+        afs = float(ann.fs or fs)
+        notes = ann.aux_note or [""] * len(ann.sample)
+        for s, sym, note in zip(ann.sample, ann.symbol, notes):
+            note = (note or "").replace("\x00", "").strip()
+            label = f"{ext}:{sym}" + (f" {note}" if note else "")
+            out.append(Annotation(float(s) / afs, 0.0, label))
+    out.sort(key=lambda a: a.onset_s)
+    return out
