@@ -448,3 +448,73 @@ def _wfdb_annotations(record: str, fs: float) -> list[Annotation]:
             out.append(Annotation(float(s) / afs, 0.0, label))
     out.sort(key=lambda a: a.onset_s)
     return out
+
+
+# ------------------------------------------------------------------------------------ finding files
+
+
+def _wfdb_segment_names(hea: Path) -> set[str]:
+    """Record names of the segments listed by a multi-segment master header (empty otherwise)."""
+    try:
+        lines = [ln.strip() for ln in hea.read_text(errors="replace").splitlines()]
+    except OSError:
+        return set()
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not lines or "/" not in lines[0].split()[0]:
+        return set()
+    return {ln.split()[0] for ln in lines[1:] if ln.split()}
+
+
+def find_recordings(inputs: list[str | os.PathLike], recursive: bool = True) -> list[str]:
+    """Expand files, folders and glob patterns into a sorted list of recordings.
+
+    Folders yield their ``.edf``/``.bdf`` files and WFDB ``.hea`` records (segments of a
+    multi-segment record are not listed on their own). Paths that match nothing are kept as they
+    are, so that the caller reports them as missing files rather than dropping them silently.
+
+    Parameters
+    ----------
+    inputs : list of str or path-like
+    recursive : bool
+        Search folders recursively.
+
+    Returns
+    -------
+    list of str
+        Unique paths, folder contents sorted, in the order the inputs were given.
+    """
+    import glob
+
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def add(p: Path) -> None:
+        key = str(p.resolve()) if p.exists() else str(p)
+        if key not in seen:
+            seen.add(key)
+            out.append(str(p))
+
+    for item in inputs:
+        item = str(item)
+        p = Path(item)
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted(f for f in p.glob(pattern) if f.is_file())
+            heas = [f for f in files if f.suffix.lower() == ".hea"]
+            segs = set().union(*(_wfdb_segment_names(h) for h in heas)) if heas else set()
+            for f in files:
+                suf = f.suffix.lower()
+                if suf in EDF_SUFFIXES or (suf == ".hea" and f.stem not in segs and not f.stem.endswith("_layout")):
+                    add(f)
+        elif any(ch in item for ch in "*?[") and not p.exists():
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                add(p)
+            for m in matches:
+                mp = Path(m)
+                if mp.suffix.lower() in WFDB_DATA_SUFFIXES and mp.with_suffix(".hea").exists():
+                    mp = mp.with_suffix(".hea")
+                add(mp)
+        else:
+            add(p)
+    return out

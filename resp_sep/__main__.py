@@ -1,0 +1,5 @@
+"""``python -m resp_sep`` runs the command line."""
+
+from resp_sep.cli import run
+
+run()
