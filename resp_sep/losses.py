@@ -1,0 +1,156 @@
+"""Training losses of the multi-encoder autoencoder.
+
+total = BCE(reconstruction) + λ_mix · sparse mixing + λ_zero · zero reconstruction + λ_z · L2(encodings)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class LossWeights:
+    """Weights of the loss terms (defaults for ECG/PPG).
+
+    Attributes
+    ----------
+    mix : float
+        λ_mix, sparse mixing loss.
+    zero : float
+        λ_zero, zero-reconstruction loss.
+    z : float
+        λ_z, L2 penalty on the encodings.
+    mix_scaling : {"uniform", "position"}
+        How off-diagonal blocks are scaled (see :func:`sparse_mixing_loss`).
+    """
+
+    mix: float = 1e-3
+    zero: float = 1e-2
+    z: float = 1e-2
+    mix_scaling: str = "uniform"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy between output logits and the min-max scaled input (values in [0, 1])."""
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def _as_out_in(w: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """View a weight as ``(out, in, ...)``: ConvTranspose stores ``(in, out, k)``."""
+    return w.transpose(0, 1) if transposed else w
+
+
+def sparse_mixing_loss(layers: list[nn.Module], n_groups: int, scaling: str = "uniform") -> torch.Tensor:
+    """L1 of the off-diagonal blocks of decoder weights.
+
+    Each weight is split into ``n_groups`` x ``n_groups`` blocks along its output and input channel
+    axes (block (i, j) maps encoder group j to output group i). Diagonal blocks are free;
+    off-diagonal blocks are pushed to zero so each encoder keeps its own pathway to the output.
+
+    Parameters
+    ----------
+    layers : list of nn.Module
+        Conv1d (weight ``(out, in, k)``), ConvTranspose1d (weight ``(in, out, k)``) or Linear
+        (``(out, in)``) layers; the output layer must not be among them.
+    n_groups : int
+        Number of encoders N.
+    scaling : {"uniform", "position"}
+        ``"uniform"``: every off-diagonal block contributes its mean |w| (α = 1 / block size), summed
+        over blocks. ``"position"``: the position-weighted form (paper Eq. 14, as in the authors'
+        released code): for each row group r, the strip of blocks right of the diagonal and the
+        strip left of it each contribute their mean |w|, so α depends on the block's position
+        (blocks in short strips near the corners weigh more per element).
+
+    Returns
+    -------
+    Tensor, scalar
+    """
+    if scaling not in ("uniform", "position"):
+        raise ValueError(f"unknown mixing-loss scaling '{scaling}'")
+    total = None
+    n = n_groups
+    for layer in layers:
+        w = _as_out_in(layer.weight, isinstance(layer, nn.modules.conv._ConvTransposeNd))
+        o, i = w.shape[0] // n, w.shape[1] // n
+        if o == 0 or i == 0:
+            continue
+        a = w.abs()
+        if w.dim() > 2:
+            a = a.flatten(2).sum(-1) / a.flatten(2).shape[-1]  # mean over the kernel taps
+        # block means: (n, o, n, i) -> (n, n)
+        blocks = a[: n * o, : n * i].reshape(n, o, n, i)
+        if scaling == "uniform":
+            means = blocks.mean(dim=(1, 3))
+            off = means.sum() - means.diagonal().sum()
+            term = off
+        else:
+            sums = blocks.sum(dim=(1, 3))  # (n, n) block sums
+            term = sums.new_zeros(())
+            for r in range(n):
+                if r < n - 1:
+                    term = term + sums[r, r + 1:].sum() / (o * i * (n - 1 - r))
+                if r > 0:
+                    term = term + sums[r, :r].sum() / (o * i * r)
+        total = term if total is None else total + term
+    if total is None:
+        return torch.zeros(())
+    return total
+
+
+def zero_reconstruction_loss(model, time_steps: int, device=None) -> torch.Tensor:
+    """Decoder output for an all-zero encoding must be the zero signal.
+
+    One all-zero encoding suffices: every sample of a batch would give the same output. The
+    normalisation layers run with frozen affine parameters (``decode(freeze_norm=True)``); the
+    decoder has GroupNorm only, so no running statistics are touched.
+
+    Parameters
+    ----------
+    model : MultiEncoderAE
+    time_steps : int
+        Encoding length T.
+    """
+    p = next(model.parameters())
+    z0 = torch.zeros(1, model.config.hidden, time_steps, device=device or p.device, dtype=p.dtype)
+    logits = model.decode(z0, freeze_norm=True)
+    return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+
+
+def encoding_l2(z: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Sum over encoders of the mean squared encoding (keeps encodings small and comparable)."""
+    b, c, t = z.shape
+    return (z.float() ** 2).reshape(b, n_groups, c // n_groups, t).mean(dim=(0, 2, 3)).sum()
+
+
+def total_loss(model, x: torch.Tensor, weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
+    """All four terms on one batch.
+
+    Parameters
+    ----------
+    model : MultiEncoderAE
+    x : Tensor, shape (batch, 1, L)
+        Min-max scaled segments.
+
+    Returns
+    -------
+    loss : Tensor, scalar
+    parts : dict of str to float
+        ``recon``, ``mix``, ``zero``, ``z`` (unweighted) and ``total``.
+    """
+    logits, z = model(x)
+    n = model.config.n_encoders
+    recon = reconstruction_loss(logits.float(), x.float())
+    mix = sparse_mixing_loss(model.mixing_layers(), n, weights.mix_scaling) if weights.mix else x.new_zeros(())
+    zero = zero_reconstruction_loss(model, z.shape[-1]) if weights.zero else x.new_zeros(())
+    zl2 = encoding_l2(z, n) if weights.z else x.new_zeros(())
+    loss = recon + weights.mix * mix + weights.zero * zero.float() + weights.z * zl2
+    parts = {"recon": float(recon.detach()), "mix": float(mix.detach()), "zero": float(zero.detach()),
+             "z": float(zl2.detach()), "total": float(loss.detach())}
+    return loss, parts

@@ -1,0 +1,542 @@
+"""Self-supervised training of the separator (``respsep train``).
+
+No respiration reference is needed to train: every recording carrying the chosen signal serves.
+After each epoch the model is scored on held-out validation *subjects*: reconstruction loss,
+the label-free respiration score of every encoder (:mod:`resp_sep.select`) and, where the
+validation recordings carry a thoracic/nasal reference, each encoder's breaths/min MAE. The
+checkpoint kept as the result is the epoch with the best separation metric, never the one with
+the lowest reconstruction loss: separation emerges and can fade while reconstruction improves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from resp_sep.checkpoint import load_checkpoint, save_checkpoint
+from resp_sep.data import SegmentIndex, cache_recording, split_subjects, subject_id
+from resp_sep.errors import RespSepError
+from resp_sep.losses import LossWeights, total_loss
+from resp_sep.model import ModelConfig, MultiEncoderAE
+from resp_sep.preprocess import MODEL_FS, SEGMENT_LEN
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``respsep train`` (also readable from a TOML file with the same keys).
+
+    Data
+    ----
+    inputs : recordings, folders or globs. signal : "ecg" | "ppg". channel : {role: label}.
+    hop_s : step between training segments in s (overlap multiplies small corpora).
+    val_fraction, val_subjects : subject-level validation split. exclude : subjects never used
+    (held-out test subjects). same_subject : groups of record names from one person.
+    val_ref : reference role for validation MAE ("thor", "nasal" or "none").
+    simulate : number of simulated recordings added to training and validation (0 = none),
+    simulate_minutes : their length. check_heart_rate : run the heart-rate quality filter.
+
+    Optimisation
+    ------------
+    epochs, batch_size, lr, weight_decay, grad_clip, lr_schedule ("constant" | "cosine"),
+    max_steps_per_epoch (0 = full epochs), flip_prob (probability of inverting a segment's
+    polarity, an augmentation), seed, device ("auto" | "cpu" | "cuda"), threads (CPU threads,
+    0 = torch default), bf16 (autocast on CUDA).
+    """
+
+    inputs: list[str] = field(default_factory=list)
+    signal: str = "ecg"
+    out: str = "respsep-model.pt"
+    channel: dict[str, str] = field(default_factory=dict)
+    hop_s: float = 15.36
+    val_fraction: float = 0.2
+    val_subjects: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    same_subject: list[list[str]] = field(default_factory=list)
+    val_ref: str = "thor"
+    max_val_segments: int = 256
+    simulate: int = 0
+    simulate_minutes: float = 10.0
+    check_heart_rate: bool = True
+    cache_dir: str = ""
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    grad_clip: float = 0.5
+    lr_schedule: str = "constant"
+    max_steps_per_epoch: int = 0
+    flip_prob: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    bf16: bool = True
+    model: dict = field(default_factory=dict)
+    loss: dict = field(default_factory=dict)
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(**self.model)
+
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(**self.loss)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model_config().to_dict()
+        d["loss"] = self.loss_weights().to_dict()
+        return d
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike, **overrides) -> "TrainConfig":
+        """Read a TOML config; keyword ``overrides`` (command-line options given) take precedence."""
+        import tomllib
+
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as e:
+            raise RespSepError(f"cannot read config: {e.strerror}", str(path), exit_code=2) from None
+        except tomllib.TOMLDecodeError as e:
+            raise RespSepError(f"invalid TOML: {e}", str(path), exit_code=2) from None
+        data = data.get("train", data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RespSepError(f"unknown config keys: {', '.join(unknown)}", str(path), exit_code=2)
+        data.update(overrides)
+        return cls(**data)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RespSepError("--device cuda requested but no CUDA device is available", exit_code=2)
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class ValidationSet:
+    """Non-overlapping validation segments of held-out subjects, with references when present."""
+
+    x: np.ndarray  # (n, L) float32, min-max scaled
+    ref: np.ndarray | None  # (n, L_ref) reference segments at ref_fs
+    ref_fs: float
+    ref_rates: np.ndarray | None
+    files: list[str]
+
+
+def _simulated_inputs(cfg: TrainConfig, cache_dir: Path, log: Callable) -> list[str]:
+    from resp_sep.simulate import simulate, write_simulation
+
+    folder = cache_dir / "simulated"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(cfg.simulate):
+        p = folder / f"sim-{cfg.seed:04d}-{i:04d}-{int(cfg.simulate_minutes * 60)}s.edf"
+        if not p.exists():
+            sim = simulate(duration_s=cfg.simulate_minutes * 60, fs=256, seed=cfg.seed * 100_003 + i)
+            write_simulation(sim, p)
+        paths.append(str(p))
+    log(f"simulated recordings: {len(paths)} x {cfg.simulate_minutes:g} min in {folder}")
+    return paths
+
+
+def _reference_segments(path: str, role: str, overrides: dict, starts: np.ndarray, ref_fs: float):
+    from resp_sep.preprocess import load_signal
+
+    sig = load_signal(path, role, overrides, fs_out=ref_fs, min_fs=1.0)
+    n = int(round(SEGMENT_LEN / MODEL_FS * ref_fs))
+    out = []
+    for s in starts:
+        a = int(round(s / MODEL_FS * ref_fs))
+        seg = sig.x[a:a + n]
+        if len(seg) < n:
+            seg = np.pad(seg, (0, n - len(seg)), mode="edge")
+        out.append(seg)
+    return np.asarray(out)
+
+
+def prepare_data(cfg: TrainConfig, log: Callable = print) -> tuple[SegmentIndex, ValidationSet | None, dict]:
+    """Cache segments, split by subject and build the validation set.
+
+    Returns
+    -------
+    (train index, validation set or None, data summary dict)
+    """
+    from resp_sep.io import find_recordings
+
+    cache_dir = Path(cfg.cache_dir or Path(cfg.out).with_suffix("").as_posix() + ".cache")
+    paths = find_recordings(cfg.inputs) if cfg.inputs else []
+    if cfg.simulate:
+        paths += _simulated_inputs(cfg, cache_dir, log)
+    if not paths:
+        raise RespSepError("no recordings given (pass files, folders or globs, or --simulate N)", exit_code=2)
+    excluded = {e for e in cfg.exclude}
+    hop = max(1, int(round(cfg.hop_s * MODEL_FS)))
+    train_recs, failed, skipped = [], [], []
+    for p in paths:
+        subj = subject_id(p, cfg.same_subject)
+        if subj in excluded or any(part in excluded for part in subj.split("+")):
+            skipped.append(p)
+            continue
+        try:
+            r = cache_recording(p, cfg.signal, cache_dir, hop, cfg.channel, cfg.same_subject, cfg.check_heart_rate)
+        except RespSepError as e:
+            failed.append({"file": p, "error": e.problem})
+            log(f"[yellow]skipped[/] {e}")
+            continue
+        if r.n_kept:
+            train_recs.append(r)
+    if not train_recs:
+        raise RespSepError("no usable segments in any recording", exit_code=3)
+    tr_subj, va_subj = split_subjects([r.subject for r in train_recs], cfg.val_fraction, cfg.seed,
+                                      cfg.val_subjects)
+    va_set = set(va_subj)
+    train = [r for r in train_recs if r.subject not in va_set]
+    val_recs = [r for r in train_recs if r.subject in va_set]
+    val = _validation_set(cfg, val_recs, cache_dir, log) if val_recs else None
+    index = SegmentIndex(train)
+    summary = {
+        "signal": cfg.signal,
+        "hop_s": hop / MODEL_FS,
+        "segment_len": SEGMENT_LEN,
+        "fs_hz": MODEL_FS,
+        "train_files": [r.path for r in train],
+        "val_files": [r.path for r in val_recs],
+        "excluded_files": skipped,
+        "failed_files": failed,
+        "train_subjects": tr_subj,
+        "val_subjects": va_subj,
+        "excluded_subjects": sorted(excluded),
+        "train_segments": len(index),
+        "val_segments": 0 if val is None else int(len(val.x)),
+        "val_with_reference": 0 if val is None or val.ref is None else int(np.isfinite(val.ref_rates).sum()),
+        "dropped_segments": _sum_dropped(train_recs),
+        "hours_train": round(sum(r.n_total for r in train) * hop / MODEL_FS / 3600, 3),
+    }
+    return index, val, summary
+
+
+def _sum_dropped(recs) -> dict:
+    tot: dict[str, int] = {}
+    for r in recs:
+        for k, v in r.dropped.items():
+            tot[k] = tot.get(k, 0) + int(v)
+    return tot
+
+
+def _validation_set(cfg: TrainConfig, recs, cache_dir: Path, log: Callable) -> ValidationSet:
+    from resp_sep.select import SCORE_FS, segment_rates
+
+    xs, refs, files = [], [], []
+    ref_fs = SCORE_FS * 2.5  # 25 Hz: plenty for breathing, cheap to score
+    for r in recs:
+        try:
+            vr = cache_recording(r.path, cfg.signal, cache_dir, SEGMENT_LEN, cfg.channel, cfg.same_subject,
+                                 cfg.check_heart_rate)
+        except RespSepError:
+            continue
+        if not vr.n_kept:
+            continue
+        x = np.asarray(vr.load(mmap=False), dtype=np.float32)
+        ref = None
+        if cfg.val_ref and cfg.val_ref != "none":
+            try:
+                ref = _reference_segments(vr.path, cfg.val_ref, cfg.channel, vr.starts, ref_fs)
+            except RespSepError:
+                ref = None
+        n_ref = int(ref_fs * SEGMENT_LEN / MODEL_FS)
+        xs.append(x)
+        refs.append(ref if ref is not None else np.full((len(x), n_ref), np.nan))
+        files.append(vr.path)
+    if not xs:
+        return None
+    x = np.concatenate(xs)
+    ref = np.concatenate(refs)
+    if len(x) > cfg.max_val_segments:  # evenly spread subset, deterministic
+        sel = np.linspace(0, len(x) - 1, cfg.max_val_segments).round().astype(int)
+        x, ref = x[sel], ref[sel]
+    has_ref = np.isfinite(ref).all(axis=1)
+    if not has_ref.any():
+        return ValidationSet(x, None, ref_fs, None, files)
+    rates = np.full(len(x), np.nan)
+    rates[has_ref] = segment_rates(ref[has_ref], ref_fs)
+    log(f"validation: {len(x)} segments, {int(np.isfinite(rates).sum())} with a scored {cfg.val_ref} reference")
+    return ValidationSet(x, np.where(has_ref[:, None], ref, 0.0), ref_fs, rates, files)
+
+
+# ----------------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def validate(model: MultiEncoderAE, val: ValidationSet, device: torch.device, batch: int = 32) -> dict:
+    """Separation metrics on the validation set (see module docstring)."""
+    from resp_sep.losses import reconstruction_loss
+    from resp_sep.select import choose_encoder, label_free_scores, reference_scores
+
+    model.eval()
+    n_enc = model.config.n_encoders
+    outs = np.empty((len(val.x), n_enc, SEGMENT_LEN), dtype=np.float32)
+    recon = []
+    for a in range(0, len(val.x), batch):
+        xb = torch.from_numpy(val.x[a:a + batch])[:, None].to(device)
+        z = model.encode(xb)
+        recon.append(float(reconstruction_loss(model.decode(z), xb)) * len(xb))
+        for k in range(n_enc):
+            outs[a:a + len(xb), k] = torch.sigmoid(model.decode(model.mask(z, k)))[:, 0].float().cpu().numpy()
+    model.train()
+    lf = label_free_scores(outs, MODEL_FS)
+    chosen = choose_encoder(lf)
+    res = {"val_recon": sum(recon) / len(val.x), "label_free": lf, "resp_encoder": chosen,
+           "score": lf[chosen]["score"]}
+    if val.ref is not None:
+        rs = reference_scores(outs, MODEL_FS, val.ref, val.ref_fs, val.ref_rates)
+        res["reference"] = rs
+        res["mae_bpm"] = rs[chosen]["mae_bpm"]
+        res["abs_r"] = rs[chosen]["abs_r"]
+        maes = [r["mae_bpm"] for r in rs if np.isfinite(r["mae_bpm"])]
+        res["best_encoder_mae_bpm"] = min(maes) if maes else float("nan")
+        # the reference rate itself scored against a constant guess: a floor to beat
+        rr = val.ref_rates[np.isfinite(val.ref_rates)]
+        res["constant_guess_mae_bpm"] = float(np.mean(np.abs(rr - np.median(rr)))) if rr.size else float("nan")
+    # lower is better: MAE when a reference exists (with the label-free choice), else -score
+    m = res.get("mae_bpm", float("nan"))
+    res["metric"] = float(m) if np.isfinite(m) else -float(res["score"])
+    res["metric_name"] = "mae_bpm" if np.isfinite(m) else "-label_free_score"
+    return res
+
+
+# ------------------------------------------------------------------------------------- training
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    st = {"torch": torch.get_rng_state(), "python": repr(random.getstate())}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _last_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".last.pt")
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+class _Interrupt(Exception):
+    """Raised by the test hook ``_stop_after_steps`` to simulate a crash mid-epoch."""
+
+
+def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print,
+          progress: Callable | None = None, _stop_after_steps: int | None = None) -> dict:
+    """Train a separator and write checkpoints.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    resume : bool or str
+        Continue from ``<out>.last.pt`` (True) or from the given checkpoint path: model,
+        optimiser, scheduler, epoch, RNG state and history are restored exactly.
+    log : callable
+        Receives human-readable lines (rich markup allowed).
+    progress : callable, optional
+        ``progress(event, **info)`` with events ``start`` (total steps), ``step`` (loss, epoch),
+        ``epoch`` (validation result); drives the CLI's progress bar.
+
+    Returns
+    -------
+    dict
+        Summary: paths, chosen encoder, best epoch and metrics, throughput (segments/s).
+    """
+    rank, world = _dist_info()
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    _seed_everything(cfg.seed)
+    quiet_log = log if rank == 0 else (lambda *a, **k: None)
+
+    index, val, data_summary = prepare_data(cfg, quiet_log)
+    model = MultiEncoderAE(cfg.model_config()).to(device)
+    weights = cfg.loss_weights()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(index) / (cfg.batch_size * world))
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    if cfg.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps_per_epoch))
+    elif cfg.lr_schedule == "constant":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    else:
+        raise RespSepError(f"unknown lr_schedule '{cfg.lr_schedule}' (constant or cosine)", exit_code=2)
+
+    history: list[dict] = []
+    best = {"metric": float("inf"), "epoch": -1}
+    start_epoch = 0
+    if resume:
+        last = Path(resume) if isinstance(resume, str) else _last_path(cfg.out)
+        ck = load_checkpoint(last, map_location=device)
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        _set_rng_state(ck["rng"])
+        start_epoch = int(ck["epoch"]) + 1
+        history = list(ck["metrics"]["history"])
+        best = dict(ck["best"])
+        quiet_log(f"resumed from {last} at epoch {start_epoch + 1}")
+
+    use_bf16 = cfg.bf16 and device.type == "cuda"
+    total_steps = (cfg.epochs - start_epoch) * steps_per_epoch
+    if progress and rank == 0:
+        progress("start", total=total_steps, epochs=cfg.epochs, start_epoch=start_epoch)
+    seen, t_train, step_global = 0, 0.0, 0
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        # The batch order and augmentation depend only on (seed, epoch): a resumed run replays
+        # exactly the batches the uninterrupted run would have seen.
+        rng = np.random.default_rng([cfg.seed, epoch])
+        perm = rng.permutation(len(index))
+        flips = rng.random(len(index)) < cfg.flip_prob
+        t0 = time.perf_counter()
+        parts_sum: dict[str, float] = {}
+        n_steps = 0
+        for s in range(steps_per_epoch):
+            rows = perm[(s * world + rank) * cfg.batch_size:(s * world + rank + 1) * cfg.batch_size]
+            if len(rows) == 0:
+                break
+            xb = index.batch(rows)
+            f = flips[rows]
+            if f.any():
+                xb[f] = 1.0 - xb[f]
+            x = torch.from_numpy(xb)[:, None].to(device, non_blocking=True)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss, parts = total_loss(model, x, weights)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if world > 1:
+                for p in model.parameters():
+                    if p.grad is not None:
+                        torch.distributed.all_reduce(p.grad)
+                        p.grad /= world
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            n_steps += 1
+            seen += len(rows) * world
+            step_global += 1
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v
+            if progress and rank == 0:
+                progress("step", loss=parts["total"], recon=parts["recon"], epoch=epoch + 1)
+            if _stop_after_steps is not None and step_global >= _stop_after_steps:
+                raise _Interrupt(f"stopped after {step_global} steps")
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        t_train += dt
+        if rank != 0:
+            continue
+        entry = {"epoch": epoch + 1, "train": {k: v / max(1, n_steps) for k, v in parts_sum.items()},
+                 "seconds": dt, "segments_per_s": n_steps * cfg.batch_size * world / dt if dt else 0.0,
+                 "lr": float(sched.get_last_lr()[0])}
+        if val is not None:
+            entry["val"] = validate(model, val, device)
+        history.append(entry)
+        improved = val is not None and entry["val"]["metric"] < best["metric"]
+        if val is None or improved:
+            best = {"metric": entry["val"]["metric"] if val is not None else float("nan"), "epoch": epoch + 1}
+            save_checkpoint(_result_ckpt(model, cfg, data_summary, history, best, entry), cfg.out)
+        last = _result_ckpt(model, cfg, data_summary, history, best, entry)
+        last.update({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+                     "rng": _rng_state()})
+        save_checkpoint(last, _last_path(cfg.out))
+        if progress:
+            progress("epoch", entry=entry, improved=improved or val is None)
+    if world > 1:
+        torch.distributed.barrier()
+    if rank != 0:
+        return {}
+    final = load_checkpoint(cfg.out)
+    # the kept checkpoint records the whole history, not only the epochs up to its own
+    final["metrics"]["history"] = history
+    final.pop("_path", None)
+    for k in ("format_version", "model_name", "versions", "created"):
+        final.pop(k, None)
+    save_checkpoint(final, cfg.out)
+    return {
+        "checkpoint": str(Path(cfg.out)),
+        "last_checkpoint": str(_last_path(cfg.out)),
+        "resp_encoder": int(final["resp_encoder"]),
+        "best_epoch": best["epoch"],
+        "best_metric": best["metric"],
+        "metric_name": history[-1]["val"]["metric_name"] if history and "val" in history[-1] else None,
+        "train_segments": data_summary["train_segments"],
+        "val_segments": data_summary["val_segments"],
+        "segments_per_s": seen / t_train if t_train else None,
+        "device": str(device),
+        "epochs": cfg.epochs,
+        "history": history,
+        "data": data_summary,
+    }
+
+
+def _result_ckpt(model, cfg: TrainConfig, data_summary: dict, history: list, best: dict, entry: dict) -> dict:
+    val = entry.get("val")
+    selection = {"method": "label_free_band_concentration", "band_hz": [0.1, 0.7]}
+    if val is not None:
+        selection.update({"label_free": val["label_free"], "reference": val.get("reference"),
+                          "reference_role": cfg.val_ref, "epoch": entry["epoch"]})
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {
+        "model_config": model.config.to_dict(),
+        "state_dict": state,
+        "signal": cfg.signal,
+        "resp_encoder": int(val["resp_encoder"]) if val is not None else 0,
+        "selection": _plain(selection),
+        "train_config": _plain(cfg.to_dict()),
+        "data_summary": _plain(data_summary),
+        "metrics": _plain({"history": history, "best": best}),
+        "best": _plain(best),
+        "preprocess": {"fs_hz": MODEL_FS, "segment_len": SEGMENT_LEN, "scaling": "minmax", "resample": "polyphase"},
+    }
+
+
+def _plain(obj):
+    """Convert numpy scalars/arrays to plain Python so ``weights_only=True`` loading works."""
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
