@@ -37,12 +37,12 @@ def versions() -> dict[str, str]:
 
     from resp_sep import __version__
 
-    out = {"respsep": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-           "scipy": scipy.__version__, "python": platform.python_version()}
+    out = {"respsep": __version__, "torch": str(torch.__version__), "numpy": str(numpy.__version__),
+           "scipy": str(scipy.__version__), "python": platform.python_version()}
     try:
         import neurokit2
 
-        out["neurokit2"] = neurokit2.__version__
+        out["neurokit2"] = str(neurokit2.__version__)
     except Exception:  # pragma: no cover
         pass
     return out

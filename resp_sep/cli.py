@@ -155,6 +155,143 @@ def _print_info(item: dict) -> None:
         out.print(f"  {item['n_annotations']} annotations")
 
 
+# ------------------------------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    inputs: Optional[list[str]] = typer.Argument(None, help="Recordings, folders or globs (EDF/BDF/WFDB). No reference needed."),
+    signal: Optional[str] = typer.Option(None, "--signal", "-s", help="ecg or ppg (default: ecg)."),
+    out_file: Optional[str] = typer.Option(None, "--out", "-o", help="Checkpoint to write (default: respsep-model.pt)."),
+    config: Optional[str] = typer.Option(None, "--config", help="TOML file with any of these options (command line wins)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default: 10)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Segments per step (default: 256)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default: 1e-3)."),
+    hop_s: Optional[float] = typer.Option(None, "--hop", help="Step between training segments in s (default: 15.36)."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Fraction of subjects for validation (default: 0.2)."),
+    val_subjects: Optional[list[str]] = typer.Option(None, "--val-subject", help="Validation subject (record name); repeatable."),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Subject never used (held-out test); repeatable."),
+    val_ref: Optional[str] = typer.Option(None, "--val-ref", help="Validation reference role: thor, nasal or none (default: thor)."),
+    simulate: Optional[int] = typer.Option(None, "--simulate", help="Add N simulated recordings (known respiration)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Cap optimiser steps per epoch (0 = full epochs)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (split, order, init) (default: 0)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default: auto)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0 = torch default)."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Segment cache folder (default: OUT.cache)."),
+    channel: Optional[list[str]] = typer.Option(None, "--channel", "-c", help="Force a role: ROLE=LABEL (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT.last.pt exactly where it stopped."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary at the end."),
+) -> None:
+    """Train a separator on recordings, self-supervised (no respiration reference needed).
+
+    The checkpoint kept is the epoch with the best separation metric on validation subjects
+    (breaths/min MAE against their thor/nasal reference when present, else the label-free score).
+    """
+    from resp_sep.channels import parse_overrides
+    from resp_sep.train import TrainConfig
+    from resp_sep.train import train as run_train
+
+    given = {k: v for k, v in dict(
+        inputs=inputs or None, signal=signal, out=out_file, epochs=epochs, batch_size=batch_size, lr=lr, hop_s=hop_s,
+        val_fraction=val_fraction, val_subjects=val_subjects or None, exclude=exclude or None, val_ref=val_ref,
+        simulate=simulate, max_steps_per_epoch=max_steps, seed=seed, device=device, threads=threads,
+        cache_dir=cache_dir, channel=parse_overrides(channel) or None).items() if v is not None}
+    cfg = TrainConfig.from_toml(config, **given) if config else TrainConfig(**given)
+    if cfg.signal not in ("ecg", "ppg"):
+        raise RespSepError(f"--signal must be ecg or ppg (got '{cfg.signal}')", exit_code=2)
+    log = (lambda *a, **k: None) if (quiet or as_json) else (lambda m: err.print(m))
+    if not (quiet or as_json):
+        err.print("[bold]respsep train[/] resolved config (seed %d):" % cfg.seed)
+        err.print(json.dumps(cfg.to_dict(), indent=None, default=str), markup=False)
+    prog = None if (quiet or as_json) else _TrainProgress()
+    try:
+        summary = run_train(cfg, resume=resume, log=log, progress=prog)
+    finally:
+        if prog:
+            prog.close()
+    if as_json:
+        _emit_json({k: v for k, v in summary.items()})
+        return
+    if not quiet:
+        best = summary["best_metric"]
+        out.print(f"checkpoint: [bold]{summary['checkpoint']}[/] (epoch {summary['best_epoch']}, "
+                  f"{summary['metric_name']} = {best:.3f})" if best == best else
+                  f"checkpoint: [bold]{summary['checkpoint']}[/]")
+        out.print(f"respiration encoder: [bold]{summary['resp_encoder']}[/]  |  "
+                  f"{summary['train_segments']} training segments, {summary['segments_per_s']:.1f} segments/s "
+                  f"on {summary['device']}  |  resume state: {summary['last_checkpoint']}")
+
+
+class _TrainProgress:
+    """rich progress bar for training: loss, epoch, ETA; one table row per epoch."""
+
+    def __init__(self):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.p = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+                          TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                          console=err, transient=False)
+        self.task = None
+
+    def __call__(self, event: str, **kw) -> None:
+        if event == "start":
+            self.p.start()
+            self.task = self.p.add_task("train", total=kw["total"], epoch=kw["start_epoch"] + 1, loss=float("nan"))
+        elif event == "step":
+            self.p.update(self.task, advance=1, epoch=kw["epoch"], loss=kw["loss"])
+        elif event == "epoch":
+            e = kw["entry"]
+            v = e.get("val", {})
+            line = (f"epoch {e['epoch']}: train loss {e['train'].get('total', float('nan')):.4f} "
+                    f"(recon {e['train'].get('recon', float('nan')):.4f}), {e['segments_per_s']:.1f} seg/s")
+            if v:
+                line += f" | val recon {v['val_recon']:.4f}, resp encoder {v['resp_encoder']} (score {v['score']:.2f})"
+                if "mae_bpm" in v:
+                    line += (f", MAE {v['mae_bpm']:.2f} breaths/min (best encoder {v['best_encoder_mae_bpm']:.2f}, "
+                             f"constant guess {v['constant_guess_mae_bpm']:.2f}), |r| {v['abs_r']:.2f}")
+            self.p.console.print(line + (" [green]*kept[/]" if kw.get("improved") else ""))
+
+    def close(self) -> None:
+        self.p.stop()
+
+
+# ---------------------------------------------------------------------------------------- simulate
+
+
+@app.command()
+def simulate(
+    out_path: str = typer.Argument(..., metavar="OUT", help="File to write (.edf, or .hea for WFDB)."),
+    minutes: float = typer.Option(10.0, "--minutes", "-m", help="Duration in minutes."),
+    fs: float = typer.Option(256.0, "--fs", help="Sampling rate in Hz."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same recording)."),
+    breathing: str = typer.Option("varying", "--breathing", help="varying or constant."),
+    rate: float = typer.Option(15.0, "--rate", help="Breaths/min when --breathing constant."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Write a synthetic recording with a known respiration (ECG, PPG, nasal, thorax, true respiration)."""
+    from pathlib import Path
+
+    from resp_sep.errors import OutputError
+    from resp_sep.simulate import simulate as run_sim
+    from resp_sep.simulate import write_simulation
+
+    p = Path(out_path)
+    fmt = "wfdb" if p.suffix.lower() == ".hea" else "edf"
+    if p.suffix.lower() not in (".edf", ".hea"):
+        raise RespSepError(f"{out_path}: output must end in .edf or .hea", exit_code=2)
+    if p.exists() and not overwrite:
+        raise OutputError("exists (use --overwrite)", out_path)
+    if minutes <= 0 or not (50 <= fs <= 10000):
+        raise RespSepError("--minutes must be > 0 and --fs within 50..10000 Hz", exit_code=2)
+    kw = {"rate_bpm": rate} if breathing == "constant" else {}
+    sim = run_sim(duration_s=minutes * 60, fs=fs, seed=seed, breathing=breathing, **kw)
+    written = write_simulation(sim, p.with_suffix("") if fmt == "wfdb" else p, fmt=fmt)
+    if not quiet:
+        out.print(f"wrote {written} ({minutes:g} min at {fs:g} Hz, seed {seed})")
+
+
 # ------------------------------------------------------------------------------------------- entry
 
 
