@@ -283,6 +283,8 @@ def simulate(
         raise RespSepError(f"{out_path}: output must end in .edf or .hea", exit_code=2)
     if p.exists() and not overwrite:
         raise OutputError("exists (use --overwrite)", out_path)
+    if breathing not in ("varying", "constant"):
+        raise RespSepError(f"--breathing must be varying or constant (got '{breathing}')", exit_code=2)
     if minutes <= 0 or not (50 <= fs <= 10000):
         raise RespSepError("--minutes must be > 0 and --fs within 50..10000 Hz", exit_code=2)
     kw = {"rate_bpm": rate} if breathing == "constant" else {}
@@ -290,6 +292,190 @@ def simulate(
     written = write_simulation(sim, p.with_suffix("") if fmt == "wfdb" else p, fmt=fmt)
     if not quiet:
         out.print(f"wrote {written} ({minutes:g} min at {fs:g} Hz, seed {seed})")
+
+
+# ----------------------------------------------------------------------------------------- extract
+
+
+def _parse_shard(shard: str | None) -> tuple[int, int] | None:
+    if not shard:
+        return None
+    try:
+        k, n = (int(v) for v in shard.split("/"))
+    except ValueError:
+        raise RespSepError(f"--shard expects K/N with 1 <= K <= N (got '{shard}')", exit_code=2) from None
+    if not (1 <= k <= n):
+        raise RespSepError(f"--shard expects K/N with 1 <= K <= N (got '{shard}')", exit_code=2)
+    return k, n
+
+
+def _output_name(path: str, out_dir: str, fmt: str) -> str:
+    from pathlib import Path
+
+    stem = Path(path).name
+    for suf in (".edf", ".bdf", ".rec", ".hea", ".EDF", ".BDF", ".HEA"):
+        if stem.endswith(suf):
+            stem = stem[: -len(suf)]
+    return str(Path(out_dir) / f"{stem}.resp.{'edf' if fmt == 'edf' else 'csv'}")
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    _WORKER["separators"] = {}
+
+
+def _extract_one(path: str, out_file: str, opts, rates_file: str | None) -> dict:
+    """Run one file in a worker; errors become a result row (the batch goes on)."""
+    import dataclasses
+    import time
+
+    from resp_sep.separate import extract_file
+
+    t = time.perf_counter()
+    o = dataclasses.replace(opts, rates=rates_file)
+    try:
+        info = extract_file(path, out_file, o, _WORKER.setdefault("separators", {}))
+        info.update(status="ok", seconds=round(time.perf_counter() - t, 2))
+    except RespSepError as e:
+        info = {"file": path, "out": out_file, "status": "failed", "error": str(e), "exit_code": e.exit_code}
+    except MemoryError:
+        info = {"file": path, "out": out_file, "status": "failed", "error": f"{path}: out of memory", "exit_code": 1}
+    except Exception as e:  # one bad file must not stop a night's batch
+        info = {"file": path, "out": out_file, "status": "failed", "exit_code": 1,
+                "error": f"{path}: internal error: {type(e).__name__}: {' '.join(str(e).split())[:200]}"}
+    return info
+
+
+@app.command()
+def extract(
+    recordings: list[str] = typer.Argument(..., help="Recordings, folders or globs (EDF/BDF/WFDB, mixed)."),
+    out_file: Optional[str] = typer.Option(None, "--out", "-o", help="Output file for a single recording (resp.csv)."),
+    out_dir: Optional[str] = typer.Option(None, "--out-dir", "-d", help="Output folder for batches: NAME.resp.csv per recording."),
+    signal: str = typer.Option("auto", "--signal", "-s", help="auto (ECG if present, else PPG), ecg or ppg."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint path or shipped name (default: shipped model for the signal)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    channel: Optional[list[str]] = typer.Option(None, "--channel", "-c", help="Force a role: ROLE=LABEL (repeatable)."),
+    out_rate: float = typer.Option(25.0, "--out-rate", help="Sample rate of the output respiration in Hz."),
+    fmt: str = typer.Option("csv", "--format", help="csv (time_s,resp) or edf (EDF+ with the respiration channel)."),
+    rates: Optional[str] = typer.Option(None, "--rates", help="Also write breaths/min per 60-s window: a CSV path (single file), or any value in batch mode (NAME.rates.csv in --out-dir)."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Single file: write an overview figure (PNG)."),
+    hop_s: float = typer.Option(30.72, "--hop", help="Step between model segments in s (segments are 61.44 s; smaller = more overlap)."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Segments per model call."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Files processed in parallel (CPU)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: process only the K-th of N deterministic shards (job arrays)."),
+    threads: int = typer.Option(0, "--threads", help="Torch CPU threads per job (0 = cores / jobs)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON report (one entry per file) instead of tables."),
+) -> None:
+    """Extract the respiration waveform (and optionally breaths/min) from ECG or PPG recordings.
+
+    Output CSV: header [bold]time_s,resp[/], time in seconds from the recording start, --out-rate Hz (default 25).
+    Existing outputs are skipped unless --overwrite; outputs are written atomically. Exit code 4 when some
+    files failed (the others are still processed).
+    """
+    import os as _os
+    from pathlib import Path
+
+    from resp_sep.channels import parse_overrides
+    from resp_sep.io import find_recordings
+    from resp_sep.separate import ExtractOptions
+
+    if fmt not in ("csv", "edf"):
+        raise RespSepError(f"--format must be csv or edf (got '{fmt}')", exit_code=2)
+    if not (0.5 <= out_rate <= 200):
+        raise RespSepError("--out-rate must be within 0.5..200 Hz", exit_code=2)
+    if not (0 < hop_s <= 61.44):
+        raise RespSepError("--hop must be within (0, 61.44] s", exit_code=2)
+    if jobs < 1:
+        raise RespSepError("--jobs must be >= 1", exit_code=2)
+    overrides = parse_overrides(channel)
+    paths = find_recordings(recordings)
+    sh = _parse_shard(shard)
+    if sh:
+        paths = sorted(paths)[sh[0] - 1::sh[1]]
+    batch = out_dir is not None or len(paths) > 1
+    if batch and out_file:
+        raise RespSepError("several recordings: use --out-dir instead of --out", exit_code=2)
+    if not batch and not out_file:
+        raise RespSepError("give --out FILE (or --out-dir DIR)", exit_code=2)
+    if batch and plot:
+        raise RespSepError("--plot works on a single recording", exit_code=2)
+    opts = ExtractOptions(signal=signal, model=model, device=device, channel=overrides, out_rate=out_rate,
+                          hop_s=hop_s, batch_size=batch_size, fmt=fmt, plot=plot)
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    tasks, results = [], []
+    for p in paths:
+        o = _output_name(p, out_dir, fmt) if batch else out_file
+        r = (o[: -len(".resp.csv")] if o.endswith(".resp.csv") else o.rsplit(".", 1)[0]) + ".rates.csv" \
+            if (rates and batch) else rates
+        if Path(o).exists() and not overwrite:
+            results.append({"file": p, "out": o, "status": "skipped", "note": "output exists (use --overwrite)"})
+            if not (quiet or as_json):
+                out.print(f"[dim]skipped[/] {p} -> {o} (exists; --overwrite to replace)")
+            continue
+        tasks.append((p, o, r))
+    if tasks and not model:  # fail early, once, if the shipped model is missing
+        from resp_sep.checkpoint import resolve_model
+
+        if signal in ("ecg", "ppg"):
+            resolve_model(None, signal)
+    cores = _os.cpu_count() or 1
+    per_job = threads or max(1, cores // jobs)
+
+    def report(info: dict) -> None:
+        results.append(info)
+        if as_json or (quiet and info["status"] == "ok"):
+            return
+        if info["status"] == "ok":
+            extra = f", {info['median_bpm']:.1f} breaths/min median" if info.get("median_bpm") else ""
+            out.print(f"[green]ok[/] {info['file']} -> {info['out']} ({info['signal']} '{info['channel']}', "
+                      f"{info['duration_s'] / 3600:.2f} h, {info['seconds']:.1f} s{extra})")
+            if info.get("note") and not quiet:
+                out.print(f"   [yellow]note[/] {info['note']}")
+        else:
+            _fail_line(info["error"])
+
+    if jobs > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(per_job,)) as ex:
+            futs = [ex.submit(_extract_one, p, o, opts, r) for p, o, r in tasks]
+            for f in futs:
+                report(f.result())
+    else:
+        _worker_init(per_job)
+        for p, o, r in tasks:
+            report(_extract_one(p, o, opts, r))
+    _finish_batch(results, as_json, quiet, batch)
+
+
+def _finish_batch(results: list[dict], as_json: bool, quiet: bool, batch: bool) -> None:
+    failed = [r for r in results if r["status"] == "failed"]
+    ok = [r for r in results if r["status"] == "ok"]
+    if as_json:
+        _emit_json({"results": results, "ok": len(ok), "failed": len(failed),
+                    "skipped": len(results) - len(ok) - len(failed)})
+    elif batch and not quiet:
+        t = Table(title="respsep extract: summary", title_justify="left")
+        for c in ("status", "files"):
+            t.add_column(c)
+        for st in ("ok", "skipped", "failed"):
+            t.add_row(st, str(sum(r["status"] == st for r in results)))
+        out.print(t)
+        for r in failed:
+            out.print(f"  [red]failed[/] {r['error']}")
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL if (ok or len(results) > 1) else failed[0].get("exit_code", EXIT_INPUT))
 
 
 # ------------------------------------------------------------------------------------------- entry

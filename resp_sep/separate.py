@@ -194,3 +194,105 @@ class Separator:
         if out_fs != MODEL_FS:
             y = resample(y, MODEL_FS, out_fs)
         return y.astype(np.float32)
+
+
+# -------------------------------------------------------------------------------- whole files
+
+
+def choose_signal(labels: list[str], signal: str, overrides: dict | None, path: str) -> str:
+    """``auto`` -> ``ecg`` when the recording has one, else ``ppg``; checks the choice exists."""
+    from resp_sep.channels import detect_roles
+
+    roles = detect_roles(labels, overrides)
+    if signal == "auto":
+        for cand in ("ecg", "ppg"):
+            if cand in roles:
+                return cand
+        raise InputError(f"no ECG or PPG channel found (channels: {', '.join(labels)}); "
+                         "name one with --channel ecg=LABEL", path)
+    if signal not in ("ecg", "ppg"):
+        raise InputError(f"--signal must be auto, ecg or ppg (got '{signal}')", exit_code=2)
+    if signal not in roles:
+        raise InputError(f"no {signal} channel found (channels: {', '.join(labels)}); "
+                         f"name one with --channel {signal}=LABEL", path)
+    return signal
+
+
+@dataclass
+class ExtractOptions:
+    """Options of :func:`extract_file` (the CLI's ``extract`` flags)."""
+
+    signal: str = "auto"
+    model: str | None = None
+    device: str = "auto"
+    channel: dict | None = None
+    out_rate: float = 25.0
+    hop_s: float = SEGMENT_LEN / MODEL_FS / 2
+    batch_size: int = 16
+    fmt: str = "csv"
+    rates: str | None = None
+    plot: str | None = None
+    window_s: float = 60.0
+
+
+def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+    """Extract the respiration of one recording and write it (atomically).
+
+    Parameters
+    ----------
+    path : str
+        Recording (EDF/BDF/WFDB).
+    out : str
+        Output file (``.csv`` with header ``time_s,resp``, or EDF+ when ``opts.fmt == "edf"``).
+    opts : ExtractOptions
+    separators : dict, optional
+        Cache ``{signal: Separator}`` so batch runs load each model once.
+
+    Returns
+    -------
+    dict
+        ``file``, ``out``, ``signal``, ``channel``, ``duration_s``, ``resp_encoder``, ``model``,
+        ``median_bpm`` (when rates were computed) and ``note``.
+    """
+    from resp_sep.io import read_recording
+    from resp_sep.preprocess import load_signal
+    from resp_sep.writers import write_csv, write_edf
+
+    rec = read_recording(path)
+    signal = choose_signal(rec.labels, opts.signal, opts.channel, str(rec.path))
+    separators = {} if separators is None else separators
+    if signal not in separators:
+        separators[signal] = Separator.from_checkpoint(opts.model, signal, opts.device)
+    sep = separators[signal]
+    sig = load_signal(rec, signal, opts.channel)
+    hop = max(1, min(SEGMENT_LEN, int(round(opts.hop_s * MODEL_FS))))
+    y = sep.extract(sig.x, MODEL_FS, out_fs=opts.out_rate, hop=hop, batch_size=opts.batch_size,
+                    progress=progress, path=str(rec.path))
+    t = np.arange(len(y)) / opts.out_rate
+    if opts.fmt == "edf":
+        write_edf(out, [{"label": "Resp respsep", "fs": opts.out_rate, "unit": "a.u.", "data": y}],
+                  start_time=rec.start_time)
+    else:
+        write_csv(out, ["time_s", "resp"], [t, y], ["%.4f", "%.6g"])
+    info = {"file": str(rec.path), "out": str(out), "signal": signal, "channel": sig.label,
+            "duration_s": round(sig.duration_s, 3), "resp_encoder": sep.resp_encoder, "model": sep.name,
+            "note": sig.note}
+    rates = None
+    if opts.rates or opts.plot:
+        from resp_sep.rate import breathing_rate
+
+        rates = breathing_rate(y, opts.out_rate, window_s=opts.window_s)
+        ok = np.isfinite(rates.bpm)
+        info["median_bpm"] = float(np.median(rates.bpm[ok])) if ok.any() else None
+        info["windows_scored"] = f"{int(ok.sum())}/{len(rates.bpm)}"
+    if opts.rates:
+        write_csv(opts.rates, ["start_s", "end_s", "breaths_per_min", "quality"],
+                  [rates.start_s, rates.end_s, rates.bpm, rates.quality], ["%.2f", "%.2f", "%.3f", "%.3f"])
+        info["rates"] = str(opts.rates)
+    if opts.plot:
+        from resp_sep.plots import plot_extraction
+
+        plot_extraction(opts.plot, rec, sig, y, opts.out_rate, rates, opts.channel)
+        info["plot"] = str(opts.plot)
+    return info
