@@ -478,6 +478,125 @@ def _finish_batch(results: list[dict], as_json: bool, quiet: bool, batch: bool) 
         raise typer.Exit(EXIT_PARTIAL if (ok or len(results) > 1) else failed[0].get("exit_code", EXIT_INPUT))
 
 
+# -------------------------------------------------------------------------------------------- eval
+
+
+@app.command(name="eval")
+def eval_cmd(
+    recordings: list[str] = typer.Argument(..., help="Recordings with a reference channel (files, folders, globs)."),
+    ref: str = typer.Option("all", "--ref", help="Reference: thor, nasal or all."),
+    signal: str = typer.Option("auto", "--signal", "-s", help="auto (ECG if present, else PPG), ecg or ppg."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint (default: shipped model for the signal)."),
+    pred_dir: Optional[str] = typer.Option(None, "--pred-dir", help="Score existing NAME.resp.csv outputs from this folder instead of extracting."),
+    baselines: bool = typer.Option(False, "--baselines", help="Add the heuristic baselines on the same windows."),
+    ref_annotations: Optional[str] = typer.Option(None, "--ref-annotations", help="Also use EDF+ annotations whose label contains LABEL as breath events."),
+    start: float = typer.Option(0.0, "--start", help="Score from this time (s)."),
+    end: Optional[float] = typer.Option(None, "--end", help="Score up to this time (s), e.g. 270 for CinC 2015."),
+    window: float = typer.Option(60.0, "--window", help="Rate window in s."),
+    channel: Optional[list[str]] = typer.Option(None, "--channel", "-c", help="Force a role: ROLE=LABEL (repeatable)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    per_record: bool = typer.Option(False, "--per-record", help="Also print a table of MAE per recording."),
+    csv_out: Optional[str] = typer.Option(None, "--csv", help="Write the pooled and per-record results as CSV."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Write a Bland-Altman and rate-over-time figure (PNG)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Breaths/min MAE, coverage, Bland-Altman bias/limits and waveform |r| against thor/nasal references."""
+
+    from resp_sep.channels import parse_overrides
+    from resp_sep.evaluate import evaluate_recording, summarise
+    from resp_sep.io import find_recordings
+
+    refs = {"thor": ("thor",), "nasal": ("nasal",), "all": ("thor", "nasal")}.get(ref)
+    if refs is None:
+        raise RespSepError(f"--ref must be thor, nasal or all (got '{ref}')", exit_code=2)
+    overrides = parse_overrides(channel)
+    paths = find_recordings(recordings)
+    results, failed, separators = [], [], {}
+    for p in paths:
+        pred = None
+        if pred_dir:
+            pred = _output_name(p, pred_dir, "csv")
+        try:
+            r = evaluate_recording(p, signal=signal, refs=refs, pred_csv=pred, baselines=baselines,
+                                   overrides=overrides, start_s=start, end_s=end, window_s=window,
+                                   ref_annotations=ref_annotations, separators=separators, model=model, device=device)
+            results.append(r)
+            if not (quiet or as_json):
+                err.print(f"[green]scored[/] {p}", highlight=False)
+        except RespSepError as e:
+            failed.append({"file": p, "error": str(e)})
+            if not as_json:
+                _fail_line(str(e))
+    rows = summarise(results)
+    if as_json:
+        _emit_json({"pooled": rows, "failed": failed, "n_records": len(results)})
+    elif not quiet:
+        _print_eval(rows, per_record)
+    if csv_out:
+        _write_eval_csv(csv_out, rows)
+    if plot and results:
+        from resp_sep.plots import plot_evaluation
+
+        plot_evaluation(plot, results)
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL if results else EXIT_INPUT)
+
+
+def _fmt(v, d: int = 2) -> str:
+    import math
+
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
+
+
+def _print_eval(rows: list[dict], per_record: bool) -> None:
+    import math
+
+    f = _fmt
+
+    for ref in sorted({r["ref"] for r in rows}):
+        t = Table(title=f"reference: {ref}  (breaths/min, 60-s windows)", title_justify="left")
+        for c in ("method", "MAE", "MAE common", "windows", "coverage", "bias", "95% limits", "|r|", "records"):
+            t.add_column(c, justify="left" if c == "method" else "right")
+        for r in (x for x in rows if x["ref"] == ref):
+            name = f"[bold]{r['method']}[/]" if r["method"] == "respsep" else r["method"]
+            t.add_row(name, f(r["mae_bpm"]), f(r["mae_common_bpm"]), str(r["n_windows"]),
+                      "-" if math.isnan(r["coverage"]) else f"{100 * r['coverage']:.0f}%", f(r["bias_bpm"]),
+                      f"{f(r['loa_low'])} .. {f(r['loa_high'])}", f(r["abs_r"]), str(r["n_records"]))
+        out.print(t)
+        if per_record:
+            pr = Table(title=f"MAE per recording vs {ref}", title_justify="left")
+            methods = [x["method"] for x in rows if x["ref"] == ref]
+            pr.add_column("recording")
+            for m in methods:
+                pr.add_column(m, justify="right")
+            recs = sorted({k for x in rows if x["ref"] == ref for k in x["per_record"]})
+            for rec in recs:
+                vals = [next(x for x in rows if x["ref"] == ref and x["method"] == m)["per_record"].get(rec, float("nan"))
+                        for m in methods]
+                pr.add_row(rec, *["-" if math.isnan(v) else f"{v:.2f}" for v in vals])
+            out.print(pr)
+
+
+def _write_eval_csv(path: str, rows: list[dict]) -> None:
+    import csv
+    import io
+
+    from resp_sep.writers import atomic_output
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["scope", "ref", "method", "mae_bpm", "mae_common_bpm", "n_windows", "coverage", "bias_bpm",
+                "loa_low", "loa_high", "abs_r"])
+    for r in rows:
+        w.writerow(["pooled", r["ref"], r["method"], r["mae_bpm"], r["mae_common_bpm"], r["n_windows"], r["coverage"],
+                    r["bias_bpm"], r["loa_low"], r["loa_high"], r["abs_r"]])
+        for rec, v in r["per_record"].items():
+            w.writerow([rec, r["ref"], r["method"], v, "", "", "", "", "", "", ""])
+    with atomic_output(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
 # -------------------------------------------------------------------------------------------- demo
 
 

@@ -81,3 +81,59 @@ def plot_extraction(path: str, rec, sig, resp: np.ndarray, resp_fs: float, rates
     ax.set_title("breathing rate per window", loc="left")
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_evaluation(path: str, results) -> None:
+    """Bland-Altman plot (respsep vs each reference) and breaths/min over time per recording.
+
+    Parameters
+    ----------
+    path : str
+        Figure file (PNG).
+    results : list of RecordResult
+    """
+    plt = _plt()
+    refs = sorted({r for res in results for r in res.refs})
+    n_rec = min(len(results), 6)
+    fig, axes = plt.subplots(1 + n_rec, max(1, len(refs)), figsize=(5.5 * max(1, len(refs)), 3 + 2.2 * n_rec),
+                             squeeze=False, constrained_layout=True)
+    for j, ref in enumerate(refs):
+        ax = axes[0, j]
+        means, diffs = [], []
+        for res in results:
+            if ref in res.refs and "respsep" in res.methods:
+                e, r = res.methods["respsep"].bpm, res.refs[ref].bpm
+                n = min(len(e), len(r))
+                ok = np.isfinite(e[:n]) & np.isfinite(r[:n])
+                means.append((e[:n][ok] + r[:n][ok]) / 2)
+                diffs.append(e[:n][ok] - r[:n][ok])
+        if means:
+            m, d = np.concatenate(means), np.concatenate(diffs)
+            ax.scatter(m, d, s=8, alpha=0.6)
+            if d.size > 1:
+                bias, sd = d.mean(), d.std(ddof=1)
+                for v, ls in ((bias, "-"), (bias + 1.96 * sd, "--"), (bias - 1.96 * sd, "--")):
+                    ax.axhline(v, color="k", ls=ls, lw=0.8)
+        ax.set_title(f"Bland-Altman: respsep - {ref}", loc="left")
+        ax.set_xlabel("mean (breaths/min)")
+        ax.set_ylabel("difference (breaths/min)")
+        for i, res in enumerate(results[:n_rec]):
+            ax = axes[1 + i, j]
+            if ref in res.refs:
+                rr = res.refs[ref]
+                ax.plot((rr.start_s + rr.end_s) / 2 / 60, rr.bpm, "k.-", label=ref, lw=1)
+            for name, w in res.methods.items():
+                if name == "respsep" or name.endswith("sarkar2015") or name == "ppg_bandpass":
+                    ax.plot((w.start_s + w.end_s) / 2 / 60, w.bpm, ".-", label=name, lw=0.8)
+            ax.set_title(_name(res.file), loc="left", fontsize=9)
+            ax.set_ylabel("breaths/min")
+            ax.legend(fontsize=7)
+        axes[-1, j].set_xlabel("time (min)")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _name(p: str) -> str:
+    from pathlib import Path
+
+    return Path(p).name
