@@ -88,8 +88,9 @@ def sparse_mixing_loss(layers: list[nn.Module], n_groups: int, scaling: str = "u
         blocks = a[: n * o, : n * i].reshape(n, o, n, i)
         if scaling == "uniform":
             means = blocks.mean(dim=(1, 3))
-            off = means.sum() - means.diagonal().sum()
-            term = off
+            # sum the off-diagonal entries directly (total minus diagonal would leave rounding residue)
+            off_diag = ~torch.eye(n, dtype=torch.bool, device=means.device)
+            term = means[off_diag].sum()
         else:
             sums = blocks.sum(dim=(1, 3))  # (n, n) block sums
             term = sums.new_zeros(())
