@@ -14,11 +14,14 @@ Windows
     scored (a rate over a few seconds is not comparable with one over a minute).
 Breath
     One cycle between two consecutive breath events. For a waveform the events are inhalation onsets
-    (troughs) found by NeuroKit2's ``khodadad2018`` pipeline (band-pass narrowed to :data:`CLEAN_BAND`,
-    then ``rsp_peaks``) on the signal resampled to :data:`INTERNAL_FS`. A cycle counts only when it lasts
-    :data:`MIN_BREATH_S` to :data:`MAX_BREATH_S` (60 to 4 breaths/min) and touches no unusable
-    sample (NaN or flat), and its amplitude is at least :data:`MIN_REL_AMPLITUDE` of the recording's
-    median breath; a longer gap is a pause, not a slow breath, and a ripple is not a breath.
+    (troughs) found by NeuroKit2's ``khodadad2018`` detector (``rsp_findpeaks``, the core of
+    ``rsp_peaks``) after its band-pass, narrowed to :data:`CLEAN_BAND`, on the signal resampled to
+    :data:`INTERNAL_FS`. Before that, spikes are bridged (short ones stay usable; runs longer than
+    :data:`SPIKE_MAX_S` are artefact bursts) and constant stretches are marked flat. A cycle counts
+    only when it lasts :data:`MIN_BREATH_S` to :data:`MAX_BREATH_S` (60 to 4 breaths/min), touches
+    no unusable sample (missing, flat or burst) and its amplitude is at least
+    :data:`MIN_REL_AMPLITUDE` of the recording's median breath: a longer gap is a pause, not a slow
+    breath, and a ripple is not a breath.
 Window rate
     ``bpm = 60 / mean(d)``, where ``d`` are the durations (s) of the counted cycles that start and
     end inside the window and lie within :data:`REGULAR_RANGE` (0.6-1.6) times their median: a
@@ -28,12 +31,14 @@ Window rate
     choice gave the lowest errors of median, mean and trimmed mean for references and surrogates
     alike.) Sign does not matter: troughs of ``-x`` are the peaks of ``x``, as far apart as its troughs.
 Flags (``bpm`` is NaN unless the flag is ``"ok"`` or ``"partial"``)
-    ``"nan"``: more than half of the window is missing (NaN); ``"flat"``: more than half is constant;
-    ``"too_few_breaths"``: fewer than ``min_breaths`` cycles, or the cycles cover less than
-    :data:`MIN_COVERAGE` of the usable time less two cycles (a pause); ``"poor_quality"``: the cycles are irregular (fewer than half within
-    :data:`REGULAR_RANGE` of the median), their amplitude is below :data:`MIN_REL_AMPLITUDE` of the
-    recording's median breath, or the rate is outside 4-60 breaths/min; ``"partial"``: scored, but
-    part of the window was unusable (the rate comes from the usable part); ``"ok"``: scored.
+    More than half of the window unusable: ``"nan"`` (mostly missing), ``"flat"`` (mostly constant)
+    or ``"poor_quality"`` (mostly artefact bursts). Otherwise ``"too_few_breaths"``: fewer than
+    ``min_breaths`` counted cycles, or they cover less than :data:`MIN_COVERAGE` of the usable time
+    less two cycles (the edges always lose up to two), i.e. a pause; ``"poor_quality"``: the cycles
+    are irregular (fewer than half within :data:`REGULAR_RANGE` of the median), their median
+    amplitude is below :data:`MIN_REL_AMPLITUDE` of the recording's, or the rate is outside 4-60
+    breaths/min; ``"partial"``: scored, but more than :data:`PARTIAL_MIN` of the window was unusable
+    (the rate comes from the usable part); ``"ok"``: scored.
 """
 
 from __future__ import annotations
@@ -181,11 +186,13 @@ def breathing_rate(signal: np.ndarray, fs: float, *, window_s: float = 60.0, ste
     x = np.asarray(signal, dtype=np.float64).reshape(-1)
     if not (np.isfinite(fs) and fs > 0):
         raise InputError(f"invalid sampling rate {fs} Hz")
+    if x.size == 0:
+        raise InputError("respiration signal has no samples")
     starts, ends = window_grid(x.size / fs, window_s, step_s, start_s)
     y, fs_int, missing = _to_internal_rate(x, fs)
     y, burst = _remove_spikes(y, fs_int, missing)
     flat = _flat_mask(y, fs_int, missing)
-    bad = _widen(missing | flat | burst, int(round(BAD_MARGIN_S * fs_int)))
+    bad = _widen(missing | flat | burst, round(BAD_MARGIN_S * fs_int))
     onsets, amplitudes = _detect_breaths(y, fs_int, bad)
     cycles_ok = _cycles_clear_of(onsets, bad)
     unusable = _unusable_fractions(starts - start_s, ends - start_s, fs_int, missing, flat, burst)
@@ -322,9 +329,9 @@ def _remove_spikes(y: np.ndarray, fs: float, missing: np.ndarray) -> tuple[np.nd
     swing = _median_block_ptp(y, fs, missing, SWING_BLOCK_S)
     if not swing > 0:
         return y, no_burst
-    size = max(3, int(round(SPIKE_WIN_S * fs)) | 1)
+    size = max(3, round(SPIKE_WIN_S * fs) | 1)
     resid = y - median_filter(y, size=size, mode="nearest")
-    spikes = _widen((np.abs(resid) > SPIKE_K * swing) & ~missing, int(round(BAD_MARGIN_S * fs)))
+    spikes = _widen((np.abs(resid) > SPIKE_K * swing) & ~missing, round(BAD_MARGIN_S * fs))
     if not spikes.any() or spikes.all():
         return y, no_burst
     y = y.copy()
@@ -343,7 +350,7 @@ def _blocks(y: np.ndarray, size: int) -> np.ndarray:
 
 def _median_block_ptp(y: np.ndarray, fs: float, missing: np.ndarray, block_s: float) -> float:
     """Median peak-to-peak over blocks of ``block_s`` seconds that are not entirely missing."""
-    size = max(1, int(round(block_s * fs)))
+    size = max(1, round(block_s * fs))
     ptp = np.ptp(_blocks(y, size), axis=1)
     usable = ptp[~_blocks(missing, size).all(axis=1)]
     return float(np.median(usable)) if usable.size else 0.0
@@ -351,7 +358,7 @@ def _median_block_ptp(y: np.ndarray, fs: float, missing: np.ndarray, block_s: fl
 
 def _flat_mask(y: np.ndarray, fs: float, missing: np.ndarray) -> np.ndarray:
     """Samples in blocks of FLAT_BLOCK_S whose peak-to-peak is (almost) nil: a sensor off or saturated."""
-    size = max(1, int(round(FLAT_BLOCK_S * fs)))
+    size = max(1, round(FLAT_BLOCK_S * fs))
     ptp = np.ptp(_blocks(y, size), axis=1)
     ref = _median_block_ptp(y, fs, missing, FLAT_BLOCK_S)
     flat_blocks = (ptp <= FLAT_REL * ref) & ~_blocks(missing, size).all(axis=1)
