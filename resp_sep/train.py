@@ -306,9 +306,11 @@ def validate(model: MultiEncoderAE, val: ValidationSet, device: torch.device, ba
     if val.ref is not None:
         rs = reference_scores(outs, MODEL_FS, val.ref, val.ref_fs, val.ref_rates)
         res["reference"] = rs
-        res["mae_bpm"] = rs[chosen]["mae_bpm"]
+        res["mae_bpm"] = rs[chosen]["mae_filled_bpm"]
+        res["mae_scored_bpm"] = rs[chosen]["mae_bpm"]
+        res["coverage"] = rs[chosen]["coverage"]
         res["abs_r"] = rs[chosen]["abs_r"]
-        maes = [r["mae_bpm"] for r in rs if np.isfinite(r["mae_bpm"])]
+        maes = [r["mae_filled_bpm"] for r in rs if np.isfinite(r["mae_filled_bpm"])]
         res["best_encoder_mae_bpm"] = min(maes) if maes else float("nan")
         # the reference rate itself scored against a constant guess: a floor to beat
         rr = val.ref_rates[np.isfinite(val.ref_rates)]
