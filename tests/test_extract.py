@@ -1,0 +1,149 @@
+"""Extraction: stitching, whole files, the batch CLI (bad files, skipping, shards, JSON, EDF output)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from resp_sep.checkpoint import save_checkpoint
+from resp_sep.model import MultiEncoderAE
+from resp_sep.separate import ExtractOptions, Separator, extract_file, overlap_add, segment_starts
+from resp_sep.simulate import simulate, write_simulation
+
+TINY = {"n_encoders": 4, "channels": [8, 8, 16, 16], "hidden": 8, "kernel_size": 5}
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    m = MultiEncoderAE(**TINY).eval()
+    p = tmp_path_factory.mktemp("ck") / "tiny.pt"
+    save_checkpoint({"model_config": m.config.to_dict(), "state_dict": m.state_dict(), "resp_encoder": 2,
+                     "signal": "ecg"}, p)
+    return str(p)
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    d = tmp_path_factory.mktemp("recs")
+    paths = [write_simulation(simulate(duration_s=150, fs=250, seed=s), d / f"night{s}.edf") for s in (1, 2)]
+    (d / "broken.edf").write_bytes(b"0       " + b"garbage" * 40)
+    return d, [str(p) for p in paths]
+
+
+def run(*args, timeout=300):
+    r = subprocess.run([sys.executable, "-m", "resp_sep", *args], capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("n", [12_288, 12_289, 20_000, 12_288 * 3 + 17, 100_003])
+@pytest.mark.parametrize("hop", [12_288, 6_144, 4_000, 777])
+def test_identity_overlap_add_returns_input(n, hop):
+    x = np.random.default_rng(n + hop).standard_normal(n)
+    y = overlap_add(x, lambda s: s.copy(), hop=hop, batch_size=5)
+    np.testing.assert_allclose(y, x, rtol=0, atol=1e-12)
+    st = segment_starts(n, 12_288, hop)
+    assert st[0] == 0 and st[-1] == n - 12_288 and np.all(np.diff(st) <= hop)
+
+
+def test_overlap_add_blends_without_seams():
+    """A per-segment constant offset (like per-segment scaling) is cross-faded, not stepped."""
+    x = np.zeros(60_000)
+    calls = iter(range(1000))
+    y = overlap_add(x, lambda s: np.stack([np.full(s.shape[1], float(next(calls))) for _ in s]), hop=6_144)
+    assert np.max(np.abs(np.diff(y))) < 2.0 / 6_144 * 2  # at most a linear ramp between neighbours
+
+
+def test_too_short_recording_is_refused(tiny_ckpt):
+    from resp_sep.errors import InputError
+
+    sep = Separator.from_checkpoint(tiny_ckpt)
+    with pytest.raises(InputError, match="too short"):
+        sep.extract(np.random.randn(200 * 30), 200.0, path="x.edf")
+
+
+def test_extract_file_csv(tmp_path, tiny_ckpt, recordings):
+    _, paths = recordings
+    out = tmp_path / "resp.csv"
+    info = extract_file(paths[0], str(out), ExtractOptions(model=tiny_ckpt, rates=str(tmp_path / "r.csv")))
+    lines = out.read_text().splitlines()
+    assert lines[0] == "time_s,resp"
+    data = np.loadtxt(out, delimiter=",", skiprows=1)
+    assert data.shape == (150 * 25, 2)  # 25 Hz default, whole recording covered
+    np.testing.assert_allclose(np.diff(data[:, 0]), 0.04, atol=1e-6)
+    assert np.isfinite(data[:, 1]).all()
+    assert info["signal"] == "ecg" and info["resp_encoder"] == 2
+    assert (tmp_path / "r.csv").read_text().splitlines()[0] == "start_s,end_s,breaths_per_min,quality"
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_cli_single_and_skip_and_overwrite(tmp_path, tiny_ckpt, recordings):
+    _, paths = recordings
+    out = tmp_path / "a.csv"
+    code, so, se = run("extract", paths[0], "--out", str(out), "--model", tiny_ckpt, "--out-rate", "10")
+    assert code == 0, se
+    assert len(out.read_text().splitlines()) == 1 + 1500
+    mtime = out.stat().st_mtime_ns
+    code, so, se = run("extract", paths[0], "--out", str(out), "--model", tiny_ckpt)
+    assert code == 0 and "skipped" in so and out.stat().st_mtime_ns == mtime
+    code, so, se = run("extract", paths[0], "--out", str(out), "--model", tiny_ckpt, "--overwrite")
+    assert code == 0 and out.stat().st_mtime_ns != mtime
+    assert len(out.read_text().splitlines()) == 1 + 150 * 25
+
+
+def test_cli_batch_with_a_corrupt_file(tmp_path, tiny_ckpt, recordings):
+    d, paths = recordings
+    outd = tmp_path / "out"
+    code, so, se = run("extract", str(d), "--out-dir", str(outd), "--model", tiny_ckpt, "--json")
+    assert code == 4, se
+    rep = json.loads(so)
+    st = {r["file"].split("/")[-1]: r["status"] for r in rep["results"]}
+    assert st == {"broken.edf": "failed", "night1.edf": "ok", "night2.edf": "ok"}
+    assert sorted(p.name for p in outd.iterdir()) == ["night1.resp.csv", "night2.resp.csv"]
+    # human mode: one line per file and a summary; the failure is one line on stderr
+    code, so, se = run("extract", str(d), "--out-dir", str(outd), "--model", tiny_ckpt)
+    assert code == 4
+    assert "summary" in so and so.count("skipped") >= 2
+    assert "broken.edf" in se and "Traceback" not in se
+
+
+def test_cli_shards_partition_the_files(tmp_path, tiny_ckpt, recordings):
+    d, _ = recordings
+    seen = []
+    for k in (1, 2):
+        code, so, _ = run("extract", str(d / "night*.edf"), "--out-dir", str(tmp_path / f"s{k}"),
+                          "--model", tiny_ckpt, "--shard", f"{k}/2", "--json")
+        assert code == 0
+        seen += [r["file"] for r in json.loads(so)["results"]]
+    assert sorted(s.split("/")[-1] for s in seen) == ["night1.edf", "night2.edf"]
+    code, _, se = run("extract", str(d), "--out-dir", str(tmp_path), "--shard", "3/2")
+    assert code == 2 and "shard" in se
+
+
+def test_cli_edf_output_reads_back(tmp_path, tiny_ckpt, recordings):
+    from resp_sep.io import read_recording
+
+    _, paths = recordings
+    out = tmp_path / "resp.edf"
+    code, _, se = run("extract", paths[1], "--out", str(out), "--model", tiny_ckpt, "--format", "edf")
+    assert code == 0, se
+    rec = read_recording(out)
+    assert rec.channels[0].fs == 25 and rec.channels[0].n_samples == 150 * 25
+
+
+def test_cli_errors(tmp_path, tiny_ckpt, recordings):
+    d, paths = recordings
+    code, _, se = run("extract", str(d / "broken.edf"), "--out", str(tmp_path / "x.csv"), "--model", tiny_ckpt)
+    assert code == 3 and len(se.strip().splitlines()) == 1 and not (tmp_path / "x.csv").exists()
+    code, _, se = run("extract", paths[0], "--out", str(tmp_path / "x.csv"), "--model", str(tmp_path / "nope.pt"))
+    assert code == 4 or code == 5
+    assert "nope.pt" in se and "Traceback" not in se
+    short = write_simulation(simulate(duration_s=40, fs=250, seed=3), tmp_path / "short.edf")
+    code, _, se = run("extract", str(short), "--out", str(tmp_path / "s.csv"), "--model", tiny_ckpt)
+    assert code == 3 and "too short" in se
+    code, _, se = run("extract", paths[0], "--out", str(tmp_path / "x.csv"), "--model", tiny_ckpt,
+                      "--channel", "ecg=NOPE")
+    assert code == 3 and "NOPE" in se
