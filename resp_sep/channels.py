@@ -154,7 +154,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def detect_roles(labels: list[str], overrides: dict[str, str] | None = None) -> dict[str, RoleChoice]:
+def detect_roles(labels: list[str], overrides: dict[str, str] | None = None,
+                 path: str | None = None) -> dict[str, RoleChoice]:
     """Assign roles to channels from their labels.
 
     Parameters
@@ -163,6 +164,8 @@ def detect_roles(labels: list[str], overrides: dict[str, str] | None = None) -> 
         Channel labels in file order.
     overrides : dict, optional
         ``{role: label}`` forced by the user; the label must exist (compared normalised).
+    path : str, optional
+        The recording the labels come from, named in the error message.
 
     Returns
     -------
@@ -182,7 +185,8 @@ def detect_roles(labels: list[str], overrides: dict[str, str] | None = None) -> 
         label = want if want in labels else norm.get(normalise_label(want))
         if label is None:
             raise InputError(
-                f"--channel {role}={want}: no such channel (channels: {', '.join(labels) or 'none'})"
+                f"--channel {role}={want}: no such channel (channels: {', '.join(labels) or 'none'})",
+                path,
             )
         result[role] = RoleChoice(role, label, "user")
         used.add(label)

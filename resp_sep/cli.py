@@ -103,7 +103,7 @@ def info(
     for p in paths:
         try:
             rec = read_recording(p)
-            roles = detect_roles(rec.labels, overrides)
+            roles = detect_roles(rec.labels, overrides, path=str(rec.path))
         except RespSepError as e:
             failures.append({"file": p, "error": e.problem, "exit_code": e.exit_code})
             if not as_json:

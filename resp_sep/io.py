@@ -170,6 +170,14 @@ def _short(exc: BaseException) -> str:
     return msg[:200]
 
 
+def _folder_problem(p: Path) -> str:
+    """Why a folder cannot be read as one recording (it may also hold none to find)."""
+    wanted = EDF_SUFFIXES | WFDB_SUFFIXES
+    if any(f.suffix.lower() in wanted for f in p.rglob("*")):
+        return "is a folder, not a recording"
+    return "is a folder with no recordings in it (no .edf, .bdf or WFDB .hea files)"
+
+
 def resolve_path(path: str | os.PathLike) -> tuple[Path, str]:
     """Find the file and its kind (``"edf"`` or ``"wfdb"``) for a user-given path.
 
@@ -187,7 +195,7 @@ def resolve_path(path: str | os.PathLike) -> tuple[Path, str]:
     elif not p.exists() and Path(str(p) + ".hea").exists():
         p, kind = Path(str(p) + ".hea"), "wfdb"
     elif p.is_dir():
-        raise InputError("is a folder, not a recording", str(path))
+        raise InputError(_folder_problem(p), str(path))
     elif not p.exists():
         raise InputError("no such file", str(path))
     else:
@@ -198,7 +206,7 @@ def resolve_path(path: str | os.PathLike) -> tuple[Path, str]:
     if not p.exists():
         raise InputError("no such file", str(path))
     if p.is_dir():
-        raise InputError("is a folder, not a recording", str(path))
+        raise InputError(_folder_problem(p), str(path))
     if p.stat().st_size == 0:
         raise InputError("file is empty (0 bytes)", str(path))
     return p, kind
@@ -306,7 +314,9 @@ def _read_edf_header(p: Path) -> Recording:
     try:
         f = pyedflib.EdfReader(str(p))
     except Exception as exc:
-        raise InputError(f"cannot open EDF/BDF file: {_short(exc)}", str(p)) from None
+        # pyedflib's message starts with the path, which the InputError already gives
+        msg = _short(exc).replace(f"{p}: ", "")
+        raise InputError(f"cannot open EDF/BDF file: {msg}", str(p)) from None
     try:
         is_bdf = p.suffix.lower() == ".bdf" or f.filetype in (2, 3)
         plus = reserved.upper().startswith(("EDF+", "BDF+"))
@@ -502,10 +512,12 @@ def find_recordings(inputs: list[str | os.PathLike], recursive: bool = True) -> 
             files = sorted(f for f in p.glob(pattern) if f.is_file())
             heas = [f for f in files if f.suffix.lower() == ".hea"]
             segs = set().union(*(_wfdb_segment_names(h) for h in heas)) if heas else set()
-            for f in files:
-                suf = f.suffix.lower()
-                if suf in EDF_SUFFIXES or (suf == ".hea" and f.stem not in segs and not f.stem.endswith("_layout")):
-                    add(f)
+            found = [f for f in files if f.suffix.lower() in EDF_SUFFIXES
+                     or (f.suffix.lower() == ".hea" and f.stem not in segs and not f.stem.endswith("_layout"))]
+            for f in found:
+                add(f)
+            if not found:  # keep it, so that the caller reports it instead of silently doing nothing
+                add(p)
         elif any(ch in item for ch in "*?[") and not p.exists():
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:

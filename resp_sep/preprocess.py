@@ -161,8 +161,10 @@ def segment_heart_rate(seg: np.ndarray, fs: float = MODEL_FS, kind: str = "ecg")
             else:
                 # The lead polarity is unknown: NeuroKit2's detector works on |clean| peaks
                 # well enough for a plausibility check.
+                # mindelay 0.2 s (NeuroKit2's default is 0.3 s) lets rates up to 300 bpm through;
+                # with 0.3 s a 200-300 bpm tachycardia folds to 100-150 bpm and passes the check.
                 clean = nk.ecg_clean(seg, sampling_rate=int(round(fs)))
-                peaks = nk.ecg_findpeaks(clean, sampling_rate=int(round(fs)))["ECG_R_Peaks"]
+                peaks = nk.ecg_findpeaks(clean, sampling_rate=int(round(fs)), mindelay=0.2)["ECG_R_Peaks"]
     except Exception:
         return float("nan")
     peaks = np.asarray(peaks)
@@ -321,7 +323,7 @@ def load_signal(recording, role: str, overrides: dict[str, str] | None = None,
     from resp_sep.io import Recording, read_recording
 
     rec = recording if isinstance(recording, Recording) else read_recording(recording)
-    roles = detect_roles(rec.labels, overrides)
+    roles = detect_roles(rec.labels, overrides, path=str(rec.path))
     if role not in roles:
         raise InputError(
             f"no {role} channel found (channels: {', '.join(rec.labels)}); "
