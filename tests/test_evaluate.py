@@ -1,0 +1,126 @@
+"""Evaluation: scoring against references, pooled statistics, the eval CLI and the demo."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from resp_sep.checkpoint import save_checkpoint
+from resp_sep.evaluate import evaluate_recording, read_pred_csv, summarise
+from resp_sep.model import MultiEncoderAE
+from resp_sep.simulate import simulate, write_simulation
+from resp_sep.writers import write_csv
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TINY = {"n_encoders": 4, "channels": [8, 8, 16, 16], "hidden": 8, "kernel_size": 5}
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    m = MultiEncoderAE(**TINY).eval()
+    p = tmp_path_factory.mktemp("ck") / "tiny.pt"
+    save_checkpoint({"model_config": m.config.to_dict(), "state_dict": m.state_dict(), "resp_encoder": 1,
+                     "signal": "ecg"}, p)
+    return str(p)
+
+
+@pytest.fixture(scope="module")
+def sim_rec(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sim")
+    sim = simulate(duration_s=300, fs=250, seed=4, breathing="constant", rate_bpm=15)
+    return sim, str(write_simulation(sim, d / "sim.edf"))
+
+
+def test_perfect_prediction_scores_zero(tmp_path, sim_rec):
+    """Scoring the true respiration as a prediction gives ~0 MAE and |r| ~ 1 against the belt."""
+    sim, path = sim_rec
+    pred = tmp_path / "sim.resp.csv"
+    n = int(len(sim.resp) / sim.fs * 25)
+    t = np.arange(n) / 25
+    write_csv(pred, ["time_s", "resp"], [t, np.interp(t, np.arange(len(sim.resp)) / sim.fs, sim.resp)])
+    res = evaluate_recording(path, pred_csv=str(pred), refs=("thor", "nasal"), baselines=True)
+    assert set(res.refs) == {"thor", "nasal"}
+    rows = summarise([res])
+    r = next(x for x in rows if x["ref"] == "thor" and x["method"] == "respsep")
+    assert r["mae_bpm"] < 0.5 and r["coverage"] > 0.75 and r["abs_r"] > 0.8
+    assert abs(r["bias_bpm"]) < 0.5
+    methods = {x["method"] for x in rows if x["ref"] == "thor"}
+    assert {"nk_ecg_rsp_sarkar2015", "ecg_r_amplitude", "reference:nasal"} <= methods
+
+
+def test_wrong_prediction_scores_badly(tmp_path, sim_rec):
+    """A prediction breathing at 24/min against a 15/min truth must show a ~9 breaths/min error."""
+    sim, path = sim_rec
+    pred = tmp_path / "bad.resp.csv"
+    t = np.arange(int(300 * 25)) / 25
+    write_csv(pred, ["time_s", "resp"], [t, np.sin(2 * np.pi * 0.4 * t)])
+    rows = summarise([evaluate_recording(path, pred_csv=str(pred), refs=("thor",))])
+    r = next(x for x in rows if x["method"] == "respsep")
+    assert 8.0 < r["mae_bpm"] < 10.0 and r["bias_bpm"] > 8.0
+
+
+def test_read_pred_csv_errors(tmp_path):
+    from resp_sep.errors import InputError
+
+    p = tmp_path / "x.csv"
+    p.write_text("t,y\n1,2\n")
+    with pytest.raises(InputError, match="header"):
+        read_pred_csv(p)
+    with pytest.raises(InputError, match="not found"):
+        read_pred_csv(tmp_path / "none.csv")
+
+
+def run(*args):
+    r = subprocess.run([sys.executable, "-m", "resp_sep", *args], capture_output=True, text=True, timeout=600)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_eval_cli_json_csv_plot(tmp_path, tiny_ckpt, sim_rec):
+    _, path = sim_rec
+    code, so, se = run("eval", path, "--model", tiny_ckpt, "--ref", "all", "--json",
+                       "--csv", str(tmp_path / "e.csv"), "--plot", str(tmp_path / "e.png"))
+    assert code == 0, se
+    rep = json.loads(so)
+    assert rep["n_records"] == 1 and {r["ref"] for r in rep["pooled"]} == {"thor", "nasal"}
+    assert (tmp_path / "e.csv").read_text().startswith("scope,ref,method,mae_bpm")
+    assert (tmp_path / "e.png").stat().st_size > 10_000
+    code, so, se = run("eval", path, "--model", tiny_ckpt, "--ref", "bogus")
+    assert code == 2
+
+
+def test_eval_cli_pred_dir(tmp_path, sim_rec):
+    sim, path = sim_rec
+    d = tmp_path / "preds"
+    d.mkdir()
+    t = np.arange(int(300 * 25)) / 25
+    write_csv(d / "sim.resp.csv", ["time_s", "resp"], [t, np.interp(t, np.arange(len(sim.resp)) / sim.fs, sim.resp)])
+    code, so, se = run("eval", path, "--pred-dir", str(d), "--ref", "thor", "--per-record")
+    assert code == 0, se
+    assert "respsep" in so and "sim.edf" in so
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present (real recordings are not shipped)")
+def test_eval_marsh_annotations_and_baselines(tiny_ckpt):
+    """On a real MARSH record: thorax belt, nasal thermistor and the hand-marked thorax breaths agree."""
+    res = evaluate_recording(str(SHARED / "marsh-edf" / "marsh-3723.edf"), signal="ecg", model=tiny_ckpt,
+                             refs=("thor", "nasal"), baselines=True, ref_annotations="end-inspiration thorax")
+    rows = summarise([res])
+    agree = next(r for r in rows if r["ref"] == "thor" and r["method"] == "reference:nasal")
+    assert agree["mae_bpm"] < 1.5
+    ann = next(r for r in rows if r["ref"] == "annotations:end-inspiration thorax" and r["method"] == "nk_ecg_rsp_sarkar2015")
+    assert ann["n_windows"] >= 10 and ann["mae_bpm"] < 6
+
+
+def test_demo_runs_with_a_given_model(tmp_path, tiny_ckpt):
+    code, so, se = run("demo", "--out-dir", str(tmp_path / "d"), "--minutes", "3", "--model", tiny_ckpt, "--json")
+    assert code == 0, se
+    rep = json.loads(so)
+    names = [r["method"] for r in rep["scores"]]
+    assert names[0] == "respsep" and "nk_ecg_rsp_sarkar2015" in names
+    assert Path(rep["plot"]).stat().st_size > 10_000
+    assert Path(rep["resp_csv"]).read_text().startswith("time_s,resp\n")
