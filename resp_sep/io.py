@@ -522,10 +522,15 @@ def find_recordings(inputs: list[str | os.PathLike], recursive: bool = True) -> 
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 add(p)
+            # segments of a multi-segment record matched by the pattern belong to their master record
+            masters = {Path(m).parent / "x" for m in matches if m.lower().endswith(".hea")}
+            segs = set().union(*(_wfdb_segment_names(h) for d in masters for h in d.parent.glob("*.hea")))
             for m in matches:
                 mp = Path(m)
                 if mp.suffix.lower() in WFDB_DATA_SUFFIXES and mp.with_suffix(".hea").exists():
                     mp = mp.with_suffix(".hea")
+                if mp.suffix.lower() == ".hea" and (mp.stem in segs or mp.stem.endswith("_layout")):
+                    continue
                 add(mp)
         else:
             add(p)
