@@ -523,8 +523,8 @@ def find_recordings(inputs: list[str | os.PathLike], recursive: bool = True) -> 
             if not matches:
                 add(p)
             # segments of a multi-segment record matched by the pattern belong to their master record
-            masters = {Path(m).parent / "x" for m in matches if m.lower().endswith(".hea")}
-            segs = set().union(*(_wfdb_segment_names(h) for d in masters for h in d.parent.glob("*.hea")))
+            folders = {Path(m).parent for m in matches if m.lower().endswith(".hea")}
+            segs = set().union(*(_wfdb_segment_names(h) for d in folders for h in d.glob("*.hea")))
             for m in matches:
                 mp = Path(m)
                 if mp.suffix.lower() in WFDB_DATA_SUFFIXES and mp.with_suffix(".hea").exists():
