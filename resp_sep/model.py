@@ -47,6 +47,10 @@ class ModelConfig:
         published 0.8, whose eval statistics follow the last batch).
     in_channels : int
         Input channels (1: one ECG or PPG lead).
+    block_diagonal_init : bool
+        Start the decoder's mixing weights block-diagonal (off-diagonal blocks zero), so each
+        encoder has its own pathway from the first step instead of having the sparse mixing loss
+        carve it out. Not in the published recipe (default False).
     """
 
     n_encoders: int = 8
@@ -56,6 +60,7 @@ class ModelConfig:
     kernel_size: int = 7
     bn_momentum: float = 0.1
     in_channels: int = 1
+    block_diagonal_init: bool = False
 
     def __post_init__(self):
         n = self.n_encoders
@@ -126,6 +131,19 @@ class MultiEncoderAE(nn.Module):
             self.dec_norms.append(nn.GroupNorm(n, c))
             prev = c
         self.dec_out = nn.utils.parametrizations.weight_norm(nn.Conv1d(prev, config.in_channels, 1))
+        if config.block_diagonal_init:
+            self._zero_off_diagonal()
+
+    @torch.no_grad()
+    def _zero_off_diagonal(self) -> None:
+        n = self.config.n_encoders
+        for layer in self.mixing_layers():
+            w = layer.weight
+            o, i = w.shape[0] // n, w.shape[1] // n
+            mask = torch.zeros(w.shape[0], w.shape[1], dtype=torch.bool)
+            for g in range(n):
+                mask[g * o:(g + 1) * o, g * i:(g + 1) * i] = True
+            w[~mask] = 0.0
 
     # ------------------------------------------------------------------------------ three stages
 

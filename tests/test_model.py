@@ -186,3 +186,12 @@ def test_deterministic_init():
         assert torch.equal(va, vb)
     c = copy.deepcopy(a)
     assert torch.equal(c.dec_in.weight, a.dec_in.weight)
+
+
+def test_block_diagonal_init_zeroes_mixing():
+    from resp_sep.losses import sparse_mixing_loss
+
+    m = tiny_model(block_diagonal_init=True)
+    assert sparse_mixing_loss(m.mixing_layers(), 4).item() == 0.0
+    assert tiny_model().config.block_diagonal_init is False
+    assert sparse_mixing_loss(tiny_model().mixing_layers(), 4).item() > 0
