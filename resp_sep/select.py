@@ -22,11 +22,13 @@ SCORE_FS = 10.0
 
 
 def _to_score_rate(y: np.ndarray, fs: float) -> np.ndarray:
-    """Low-pass and decimate ``(n, L)`` outputs to :data:`SCORE_FS` (anti-aliased)."""
-    q = int(round(fs / SCORE_FS))
-    if q <= 1:
-        return y
-    return sps.resample_poly(y, 1, q, axis=-1, padtype="line")
+    """Resample ``(n, L)`` outputs to :data:`SCORE_FS` Hz along the last axis (anti-aliased polyphase)."""
+    from fractions import Fraction
+
+    ratio = Fraction(SCORE_FS / fs).limit_denominator(1000)
+    if ratio == 1:
+        return np.asarray(y, dtype=np.float64)
+    return sps.resample_poly(y, ratio.numerator, ratio.denominator, axis=-1, padtype="line")
 
 
 def band_stats(y: np.ndarray, fs: float, band: tuple[float, float] = RESP_BAND) -> dict[str, np.ndarray]:
