@@ -329,17 +329,27 @@ def _worker_init(threads: int) -> None:
     _WORKER["separators"] = {}
 
 
-def _extract_one(path: str, out_file: str, opts, rates_file: str | None) -> dict:
+def _extract_one(path: str, out_file: str, opts, rates_file: str | None, show_progress: bool = False) -> dict:
     """Run one file in a worker; errors become a result row (the batch goes on)."""
     import dataclasses
     import time
+    from pathlib import Path
 
     from resp_sep.separate import extract_file
 
     t = time.perf_counter()
     o = dataclasses.replace(opts, rates=rates_file)
     try:
-        info = extract_file(path, out_file, o, _WORKER.setdefault("separators", {}))
+        if show_progress:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            with Progress(TextColumn(f"[bold]{Path(path).name}"), BarColumn(), TextColumn("{task.completed}/{task.total} segments"),
+                          TimeRemainingColumn(), console=err, transient=True) as prog:
+                task = prog.add_task("extract", total=None)
+                info = extract_file(path, out_file, o, _WORKER.setdefault("separators", {}),
+                                    progress=lambda done, total: prog.update(task, completed=done, total=total))
+        else:
+            info = extract_file(path, out_file, o, _WORKER.setdefault("separators", {}))
         info.update(status="ok", seconds=round(time.perf_counter() - t, 2))
     except RespSepError as e:
         info = {"file": path, "out": out_file, "status": "failed", "error": str(e), "exit_code": e.exit_code}
@@ -455,7 +465,7 @@ def extract(
     else:
         _worker_init(per_job)
         for p, o, r in tasks:
-            report(_extract_one(p, o, opts, r))
+            report(_extract_one(p, o, opts, r, show_progress=not (quiet or as_json)))
     _finish_batch(results, as_json, quiet, batch)
 
 
