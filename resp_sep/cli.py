@@ -210,6 +210,8 @@ def train(
     finally:
         if prog:
             prog.close()
+    if not summary:  # a non-zero rank of a torchrun job: rank 0 reports
+        return
     if as_json:
         _emit_json({k: v for k, v in summary.items()})
         return

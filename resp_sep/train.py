@@ -438,7 +438,13 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
         parts_sum: dict[str, float] = {}
         n_steps = 0
         for s in range(steps_per_epoch):
-            rows = perm[(s * world + rank) * cfg.batch_size:(s * world + rank + 1) * cfg.batch_size]
+            a = (s * world + rank) * cfg.batch_size
+            if world > 1:
+                # every rank must take part in every gradient all-reduce: wrap around instead of
+                # leaving a rank without a batch at the end of an epoch
+                rows = np.take(perm, np.arange(a, a + cfg.batch_size), mode="wrap")
+            else:
+                rows = perm[a:a + cfg.batch_size]
             if len(rows) == 0:
                 break
             xb = index.batch(rows)
