@@ -1,6 +1,7 @@
 """Training: checkpoints round trip, exact resume, config files, the CLI (tiny models, CPU)."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -143,3 +144,25 @@ def test_segment_cache_reused(tmp_path):
     assert a.cache_file == b.cache_file and a.n_kept == b.n_kept > 0
     segs = a.load()
     assert segs.shape[1] == 12_288 and float(np.max(segs)) <= 1.0 and float(np.min(segs)) >= 0.0
+
+
+def test_torchrun_two_processes_same_command(tmp_path):
+    """The same `respsep train` command runs data-parallel under torchrun (gloo on CPU)."""
+    import shutil
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    if not Path(torchrun).exists():
+        pytest.skip("torchrun not installed")
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(
+        "simulate = 3\nsimulate_minutes = 2.5\nepochs = 1\nbatch_size = 4\nmax_steps_per_epoch = 2\n"
+        "threads = 1\ncheck_heart_rate = false\nmax_val_segments = 8\n"
+        "[model]\nn_encoders = 4\nchannels = [8, 8, 16, 16]\nhidden = 8\nkernel_size = 5\n")
+    out = tmp_path / "ddp.pt"
+    r = subprocess.run([torchrun, "--nproc_per_node=2", "-m", "resp_sep", "train", "--config", str(toml),
+                        "--out", str(out), "--cache-dir", str(tmp_path / "c"), "--json"],
+                       capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)  # exactly one JSON document: only rank 0 reports
+    assert summary["checkpoint"] == str(out)
+    assert load_checkpoint(out)["resp_encoder"] == summary["resp_encoder"]
