@@ -6,6 +6,9 @@ validation segments by how much of its power lies in the breathing band (0.1-0.7
 and whether it carries a meaningful share of the signal at all (a dead encoder decodes to a
 near-constant output whose tiny wiggles can look "respiratory"). No reference is needed.
 
+The score is the breathing-band power share times the fraction of segments in which the breath
+detector (:func:`resp_sep.rate.breathing_rate`) finds a regular breathing rate in the output.
+
 When references (thoracic or nasal) exist, :func:`reference_scores` adds per-encoder
 breaths/min MAE and waveform correlation, used to pick checkpoints but never to pick the encoder.
 """
@@ -65,7 +68,8 @@ def band_stats(y: np.ndarray, fs: float, band: tuple[float, float] = RESP_BAND) 
     }
 
 
-def label_free_scores(outputs: np.ndarray, fs: float, min_activity: float = 0.05) -> list[dict]:
+def label_free_scores(outputs: np.ndarray, fs: float, min_activity: float = 0.05,
+                      rates: list[np.ndarray] | None = None) -> list[dict]:
     """Score every encoder as a respiration candidate without any reference.
 
     Parameters
@@ -77,25 +81,39 @@ def label_free_scores(outputs: np.ndarray, fs: float, min_activity: float = 0.05
     min_activity : float
         Encoders whose median output std is below this fraction of the most active encoder's are
         treated as silent (score 0).
+    rates : list of ndarray, optional
+        Per-encoder breaths/min of each segment (:func:`segment_rates`), computed when absent.
 
     Returns
     -------
     list of dict, one per encoder
-        ``score`` (0..1, higher = more respiratory), ``concentration``, ``consistency``,
-        ``activity`` (median std relative to the most active encoder), ``peak_bpm`` (median
-        dominant frequency in breaths/min).
+        ``score`` (0..1, higher = more respiratory) = ``concentration`` x ``rate_coverage``;
+        ``concentration`` (median share of 0.05-3 Hz power in the breathing band),
+        ``rate_coverage`` (fraction of segments in which the breath detector finds a regular
+        breathing rate in the output), ``consistency`` (fraction of segments whose dominant
+        frequency is in the band), ``activity`` (median std relative to the most active encoder),
+        ``peak_bpm`` (median dominant frequency in breaths/min).
+
+    Notes
+    -----
+    On simulated recordings with known respiration (40 epochs, 37 validation epochs scored),
+    concentration x consistency picked the encoder with the lowest reference MAE in 18/37 epochs
+    (mean excess MAE 0.96 breaths/min); concentration x rate coverage in 22/37 (0.36).
     """
     n_enc = outputs.shape[1]
     stats = [band_stats(outputs[:, k], fs) for k in range(n_enc)]
+    if rates is None:
+        rates = [segment_rates(outputs[:, k], fs) for k in range(n_enc)]
     act = np.array([np.median(s["std"]) for s in stats])
     rel = act / (act.max() + 1e-30)
     res = []
     for k, s in enumerate(stats):
         conc = float(np.median(s["concentration"]))
-        cons = float(np.mean(s["in_band"]))
-        score = conc * cons if rel[k] >= min_activity else 0.0
-        res.append({"encoder": k, "score": score, "concentration": conc, "consistency": cons,
-                    "activity": float(rel[k]), "peak_bpm": float(60 * np.median(s["peak_hz"]))})
+        cov = float(np.mean(np.isfinite(rates[k])))
+        score = conc * cov if rel[k] >= min_activity else 0.0
+        res.append({"encoder": k, "score": score, "concentration": conc, "rate_coverage": cov,
+                    "consistency": float(np.mean(s["in_band"])), "activity": float(rel[k]),
+                    "peak_bpm": float(60 * np.median(s["peak_hz"]))})
     return res
 
 
@@ -139,7 +157,7 @@ def segment_rates(y: np.ndarray, fs: float) -> np.ndarray:
 
 
 def reference_scores(outputs: np.ndarray, fs: float, ref: np.ndarray, ref_fs: float,
-                     ref_rates: np.ndarray | None = None) -> list[dict]:
+                     ref_rates: np.ndarray | None = None, rates: list[np.ndarray] | None = None) -> list[dict]:
     """Per-encoder agreement with a respiration reference on the same segments.
 
     Parameters
@@ -165,14 +183,14 @@ def reference_scores(outputs: np.ndarray, fs: float, ref: np.ndarray, ref_fs: fl
     r_d = _band(_to_score_rate(ref, ref_fs), SCORE_FS)
     res = []
     for k in range(outputs.shape[1]):
-        rates = segment_rates(outputs[:, k], fs)
-        ok = np.isfinite(rates) & np.isfinite(ref_rates)
-        mae = float(np.mean(np.abs(rates[ok] - ref_rates[ok]))) if ok.any() else float("nan")
+        rates_k = segment_rates(outputs[:, k], fs) if rates is None else rates[k]
+        ok = np.isfinite(rates_k) & np.isfinite(ref_rates)
+        mae = float(np.mean(np.abs(rates_k[ok] - ref_rates[ok]))) if ok.any() else float("nan")
         # A rate on 5 % of the windows is no rate: fill unscored windows with the encoder's own
         # median rate (a constant guess; 15 breaths/min if it scored none) so that coverage counts.
         has_ref = np.isfinite(ref_rates)
-        fill = float(np.median(rates[ok])) if ok.any() else 15.0
-        filled = np.where(np.isfinite(rates), rates, fill)
+        fill = float(np.median(rates_k[ok])) if ok.any() else 15.0
+        filled = np.where(np.isfinite(rates_k), rates_k, fill)
         mae_filled = float(np.mean(np.abs(filled[has_ref] - ref_rates[has_ref]))) if has_ref.any() else float("nan")
         y_d = _band(_to_score_rate(outputs[:, k], fs), SCORE_FS)
         m = min(y_d.shape[-1], r_d.shape[-1])

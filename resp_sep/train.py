@@ -286,7 +286,7 @@ def _validation_set(cfg: TrainConfig, recs, cache_dir: Path, log: Callable) -> V
 def validate(model: MultiEncoderAE, val: ValidationSet, device: torch.device, batch: int = 32) -> dict:
     """Separation metrics on the validation set (see module docstring)."""
     from resp_sep.losses import reconstruction_loss
-    from resp_sep.select import choose_encoder, label_free_scores, reference_scores
+    from resp_sep.select import choose_encoder, label_free_scores, reference_scores, segment_rates
 
     model.eval()
     n_enc = model.config.n_encoders
@@ -299,12 +299,13 @@ def validate(model: MultiEncoderAE, val: ValidationSet, device: torch.device, ba
         for k in range(n_enc):
             outs[a:a + len(xb), k] = torch.sigmoid(model.decode(model.mask(z, k)))[:, 0].float().cpu().numpy()
     model.train()
-    lf = label_free_scores(outs, MODEL_FS)
+    rates = [segment_rates(outs[:, k], MODEL_FS) for k in range(n_enc)]
+    lf = label_free_scores(outs, MODEL_FS, rates=rates)
     chosen = choose_encoder(lf)
     res = {"val_recon": sum(recon) / len(val.x), "label_free": lf, "resp_encoder": chosen,
            "score": lf[chosen]["score"]}
     if val.ref is not None:
-        rs = reference_scores(outs, MODEL_FS, val.ref, val.ref_fs, val.ref_rates)
+        rs = reference_scores(outs, MODEL_FS, val.ref, val.ref_fs, val.ref_rates, rates=rates)
         res["reference"] = rs
         res["mae_bpm"] = rs[chosen]["mae_filled_bpm"]
         res["mae_scored_bpm"] = rs[chosen]["mae_bpm"]
@@ -526,7 +527,7 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
 
 def _result_ckpt(model, cfg: TrainConfig, data_summary: dict, history: list, best: dict, entry: dict) -> dict:
     val = entry.get("val")
-    selection = {"method": "label_free_band_concentration", "band_hz": [0.1, 0.7]}
+    selection = {"method": "band_concentration_x_rate_coverage", "band_hz": [0.1, 0.7]}
     if val is not None:
         selection.update({"label_free": val["label_free"], "reference": val.get("reference"),
                           "reference_role": cfg.val_ref, "epoch": entry["epoch"]})
