@@ -568,20 +568,21 @@ def _print_eval(rows: list[dict], per_record: bool) -> None:
 
     for ref in sorted({r["ref"] for r in rows}):
         t = Table(title=f"reference: {ref}  (breaths/min, 60-s windows)", title_justify="left")
-        for c in ("method", "MAE", "MAE common", "windows", "coverage", "bias", "95% limits", "|r|", "records"):
-            t.add_column(c, justify="left" if c == "method" else "right")
+        t.add_column("method", no_wrap=True, min_width=20)
+        for c in ("MAE", "MAE common", "windows", "cover", "bias", "95% limits", "|r|", "recs"):
+            t.add_column(c, justify="right", no_wrap=True)
         for r in (x for x in rows if x["ref"] == ref):
             name = f"[bold]{r['method']}[/]" if r["method"] == "respsep" else r["method"]
             t.add_row(name, f(r["mae_bpm"]), f(r["mae_common_bpm"]), str(r["n_windows"]),
                       "-" if math.isnan(r["coverage"]) else f"{100 * r['coverage']:.0f}%", f(r["bias_bpm"]),
-                      f"{f(r['loa_low'])} .. {f(r['loa_high'])}", f(r["abs_r"]), str(r["n_records"]))
+                      f"{f(r['loa_low'], 1)}..{f(r['loa_high'], 1)}", f(r["abs_r"]), str(r["n_records"]))
         out.print(t)
         if per_record:
             pr = Table(title=f"MAE per recording vs {ref}", title_justify="left")
             methods = [x["method"] for x in rows if x["ref"] == ref]
-            pr.add_column("recording")
-            for m in methods:
-                pr.add_column(m, justify="right")
+            pr.add_column("recording", no_wrap=True)
+            for m in methods:  # short headers: the pooled table above gives the full names
+                pr.add_column(m.replace("nk_ecg_rsp_", "").replace("reference:", "ref:"), justify="right")
             recs = sorted({k for x in rows if x["ref"] == ref for k in x["per_record"]})
             for rec in recs:
                 vals = [next(x for x in rows if x["ref"] == ref and x["method"] == m)["per_record"].get(rec, float("nan"))
