@@ -109,3 +109,23 @@ def make_edf(tmp_path):
         return write_edf(tmp_path / name, channels, **kw)
 
     return make
+
+
+# ------------------------------------------------------------------------------------------ models
+
+#: a tiny separator (4 encoders, 4 blocks): fast on CPU, same code paths as the shipped models
+TINY_MODEL = {"n_encoders": 4, "channels": [8, 8, 16, 16], "hidden": 8, "kernel_size": 5}
+
+
+def make_tiny_checkpoint(path: Path, resp_encoder: int = 1, seed: int = 0) -> str:
+    """Save a randomly initialised tiny ECG checkpoint (speed and plumbing tests, not accuracy)."""
+    import torch
+
+    from resp_sep.checkpoint import save_checkpoint
+    from resp_sep.model import MultiEncoderAE
+
+    torch.manual_seed(seed)
+    m = MultiEncoderAE(**TINY_MODEL).eval()
+    save_checkpoint({"model_config": m.config.to_dict(), "state_dict": m.state_dict(),
+                     "resp_encoder": resp_encoder, "signal": "ecg"}, path)
+    return str(path)

@@ -7,26 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import make_tiny_checkpoint
 
-from resp_sep.checkpoint import save_checkpoint
 from resp_sep.evaluate import evaluate_recording, read_pred_csv, summarise
-from resp_sep.model import MultiEncoderAE
 from resp_sep.simulate import simulate, write_simulation
 from resp_sep.writers import write_csv
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TINY = {"n_encoders": 4, "channels": [8, 8, 16, 16], "hidden": 8, "kernel_size": 5}
 
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    m = MultiEncoderAE(**TINY).eval()
-    p = tmp_path_factory.mktemp("ck") / "tiny.pt"
-    save_checkpoint({"model_config": m.config.to_dict(), "state_dict": m.state_dict(), "resp_encoder": 1,
-                     "signal": "ecg"}, p)
-    return str(p)
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pt", resp_encoder=1)
 
 
 @pytest.fixture(scope="module")

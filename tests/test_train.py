@@ -1,9 +1,9 @@
 """Training: checkpoints round trip, exact resume, config files, the CLI (tiny models, CPU)."""
 
 import json
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
