@@ -19,3 +19,6 @@ $R eval "${CINC_TEST[@]}" --signal ecg --ref thor --end 270 --baselines --per-re
    --csv "$out/cinc-ecg.csv" > "$out/cinc-ecg.json" || true   # exit 4 when some records have no usable reference
 $R eval "${CINC_TEST[@]}" --signal ppg --ref thor --end 270 --baselines --per-record --json \
    --csv "$out/cinc-ppg.csv" > "$out/cinc-ppg.json" || true
+set +x
+.venv/bin/python scripts/results_md.py "$out" > "$out/tables.md"
+echo "tables: $out/tables.md"

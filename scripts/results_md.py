@@ -1,0 +1,47 @@
+"""Turn the JSON reports of scripts/results.sh into the markdown tables of docs/results.md.
+
+Usage: python scripts/results_md.py runs/results > runs/results/tables.md
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+TITLES = {
+    "marsh-ecg": "MARSH, ECG (7 held-out subjects)",
+    "marsh-ppg": "MARSH, PPG (7 held-out subjects)",
+    "cinc-ecg": "CinC 2015, ECG lead II (20 held-out records, first 270 s)",
+    "cinc-ppg": "CinC 2015, PPG (20 held-out records, first 270 s)",
+}
+
+
+def f(v, d=2):
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
+
+
+def main(folder: str) -> None:
+    for name, title in TITLES.items():
+        p = Path(folder) / f"{name}.json"
+        if not p.exists():
+            continue
+        rep = json.loads(p.read_text())
+        print(f"### {title}\n")
+        if rep.get("failed"):
+            print(f"{rep['n_records']} recordings scored; not scored: "
+                  + "; ".join(x["error"] for x in rep["failed"]) + "\n")
+        for ref in sorted({r["ref"] for r in rep["pooled"]}):
+            rows = [r for r in rep["pooled"] if r["ref"] == ref]
+            print(f"Reference **{ref}**\n")
+            print("| method | MAE | MAE on common windows | windows | coverage | bias | 95% limits | waveform abs r |")
+            print("|---|---|---|---|---|---|---|---|")
+            for r in rows:
+                m = f"**{r['method']}**" if r["method"] == "respsep" else r["method"]
+                cov = "–" if r["coverage"] is None or math.isnan(r["coverage"]) else f"{100 * r['coverage']:.0f}%"
+                print(f"| {m} | {f(r['mae_bpm'])} | {f(r['mae_common_bpm'])} | {r['n_windows']} | {cov} | "
+                      f"{f(r['bias_bpm'])} | {f(r['loa_low'], 1)} .. {f(r['loa_high'], 1)} | {f(r['abs_r'])} |")
+            print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/results")
