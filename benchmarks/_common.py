@@ -6,8 +6,8 @@
   weights (speed does not depend on the weights).
 * :func:`median_time`: median wall time of N calls.
 * :func:`run_child`: run one measurement in a fresh Python process and return what it printed
-  plus its peak resident memory (``ru_maxrss`` of that child alone, read with ``os.wait4``: the
-  same number ``resource.getrusage(RUSAGE_CHILDREN)`` gives when it is the only child waited for).
+  plus its peak resident memory (``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``, read by a
+  small launcher whose only child it is; see :data:`LAUNCHER`).
 * :func:`print_table`, :func:`machine_info`: rich tables and the conditions of a run (load!).
 
 The scripts import this module as ``_common`` (run them as ``python benchmarks/bench_X.py``).
@@ -43,6 +43,7 @@ MODEL_CONFIGS = {
 }
 #: marker of the result line a child process prints
 RESULT_MARK = "@@RESULT@@ "
+RSS_MARK = "@@RSS_KIB@@"
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -137,8 +138,18 @@ def cuda_available() -> bool:
 # ------------------------------------------------------------------------------- child processes
 
 
-def run_child(script: str | Path, spec: dict, timeout: float | None = None) -> tuple[dict, float]:
-    """Run ``python script --child JSON`` in a fresh process.
+#: Runs the measured child and reports ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` after reaping it. A
+#: separate small launcher, because Linux carries the spawning process's peak RSS over into the
+#: child's ``ru_maxrss`` at exec (``signal->maxrss``): children spawned directly by a benchmark
+#: script that has loaded torch or simulated a night would report at least that script's peak.
+LAUNCHER = ("import resource, subprocess, sys\n"
+            "r = subprocess.run(sys.argv[1:])\n"
+            "print('" + RSS_MARK + "', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, flush=True)\n"
+            "sys.exit(r.returncode)\n")
+
+
+def run_child(script: str | Path, spec: dict) -> tuple[dict, float]:
+    """Run ``python script --child JSON`` in a fresh process and measure its peak memory.
 
     The child does one measurement and ends by printing ``RESULT_MARK + json`` (see
     :func:`child_result`); its other output is passed through.
@@ -148,32 +159,37 @@ def run_child(script: str | Path, spec: dict, timeout: float | None = None) -> t
     result : dict
         What the child reported (``{"error": ...}`` when it failed).
     peak_rss_mb : float
-        The child's peak resident set size in MiB (``ru_maxrss`` of that process, from ``os.wait4``).
+        The child's peak resident set size in MiB: ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``
+        read by a small launcher process (:data:`LAUNCHER`) whose only child it is.
     """
-    cmd = [sys.executable, str(script), "--child", json.dumps(spec)]
+    cmd = [sys.executable, "-S", "-c", LAUNCHER, sys.executable, str(script), "--child", json.dumps(spec)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines, last, t0 = [], "", time.monotonic()
+    lines, last, peak = [], "", float("nan")
     assert proc.stdout is not None
-    for line in proc.stdout:  # read everything before reaping the child
+    for line in proc.stdout:
         if line.startswith(RESULT_MARK):
             lines.append(line[len(RESULT_MARK):])
+        elif line.startswith(RSS_MARK):
+            peak = int(line.split()[1]) / 1024.0  # Linux: KiB
         elif line.strip():
             print("   " + line.rstrip())
             last = line.strip()
-        if timeout and time.monotonic() - t0 > timeout:
-            proc.kill()
-            break
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    peak = usage.ru_maxrss / 1024.0  # Linux: KiB
+    proc.wait()
     if proc.returncode != 0 or not lines:
         return {"error": f"child exited with {proc.returncode}: {last[:80]}"}, peak
     return json.loads(lines[-1]), peak
 
 
 def child_result(result: dict) -> None:
-    """Print the result line that :func:`run_child` reads."""
+    """Print the result line that :func:`run_child` reads (adds ``vmhwm_mb``, the process's own
+    peak RSS from ``/proc/self/status``, as a cross-check of ``ru_maxrss``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                result = {**result, "vmhwm_mb": int(line.split()[1]) / 1024.0}
+    except OSError:  # pragma: no cover - not Linux
+        pass
     print(RESULT_MARK + json.dumps(result), flush=True)
 
 
@@ -210,9 +226,22 @@ def machine_info(threads: int | None = None) -> dict:
 
 
 def print_info(info: dict, title: str = "machine") -> None:
+    """Print the run conditions, with a warning when the machine is already busy."""
     from rich.console import Console
+    from rich.markup import escape
 
-    Console().print(f"[bold]{title}[/]: " + " · ".join(f"{k} {v}" for k, v in info.items()))
+    con = Console()
+    con.print(f"[bold]{title}[/]: " + escape(" · ".join(f"{k} {v}" for k, v in info.items())))
+    try:
+        load1 = os.getloadavg()[0]
+    except OSError:  # pragma: no cover
+        return
+    cores = os.cpu_count() or 1
+    if load1 > 0.5 * cores:
+        con.print(f"[yellow]warning[/]: load average {load1:.1f} on {cores} cores before starting: other "
+                  "processes compete for the CPU and the timings will be slow and noisy; with more than "
+                  "one torch thread much worse (each parallel region waits for its descheduled threads). "
+                  "Rerun on a quiet machine, or compare methods with --threads 1.")
 
 
 def print_table(title: str, columns: list[str], rows: list[list], caption: str | None = None) -> None:

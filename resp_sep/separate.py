@@ -135,6 +135,7 @@ class RespirationNet(nn.Module):
         Encoder to decode.
     """
 
+    @torch.no_grad()
     def __init__(self, model: nn.Module, k: int):
         super().__init__()
         cfg = model.config
@@ -147,22 +148,24 @@ class RespirationNet(nn.Module):
             if isinstance(layer, nn.Conv1d):
                 g = layer.groups
                 o, i = layer.out_channels // g, layer.in_channels // g
+                w = layer.weight
                 conv = nn.Conv1d(i, o, layer.kernel_size[0], padding=layer.padding[0],
-                                 bias=layer.bias is not None)
+                                 bias=layer.bias is not None, device=w.device, dtype=w.dtype)
                 rows = slice(k * o, (k + 1) * o) if g > 1 else slice(None)
-                conv.weight.data = layer.weight.detach()[rows].clone()
+                conv.weight.copy_(w.detach()[rows])
                 if layer.bias is not None:
-                    conv.bias.data = layer.bias.detach()[rows].clone()
+                    conv.bias.copy_(layer.bias.detach()[rows])
                 layers.append(conv)
             elif isinstance(layer, nn.BatchNorm1d):
                 o = layer.num_features // n
                 rows = slice(k * o, (k + 1) * o)
-                bn = nn.BatchNorm1d(o, eps=layer.eps, affine=layer.affine)
+                rm = layer.running_mean
+                bn = nn.BatchNorm1d(o, eps=layer.eps, affine=layer.affine, device=rm.device, dtype=rm.dtype)
                 if layer.affine:
-                    bn.weight.data = layer.weight.detach()[rows].clone()
-                    bn.bias.data = layer.bias.detach()[rows].clone()
-                bn.running_mean = layer.running_mean[rows].clone()
-                bn.running_var = layer.running_var[rows].clone()
+                    bn.weight.copy_(layer.weight.detach()[rows])
+                    bn.bias.copy_(layer.bias.detach()[rows])
+                bn.running_mean.copy_(rm[rows])
+                bn.running_var.copy_(layer.running_var[rows])
                 layers.append(bn)
             else:  # ReLU, MaxPool1d: stateless
                 layers.append(layer)
