@@ -395,6 +395,11 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
     quiet_log = log if rank == 0 else (lambda *a, **k: None)
 
     index, val, data_summary = prepare_data(cfg, quiet_log)
+    dropped = ", ".join(f"{k} {v}" for k, v in data_summary["dropped_segments"].items()) or "none"
+    quiet_log(f"data: {data_summary['train_segments']} training segments from {len(data_summary['train_files'])} "
+              f"files ({data_summary['hours_train']:.1f} h; dropped by quality control: {dropped}); "
+              f"{data_summary['val_segments']} validation segments from {len(data_summary['val_files'])} files; "
+              f"{len(data_summary['excluded_files'])} files held out, {len(data_summary['failed_files'])} unusable")
     model = MultiEncoderAE(cfg.model_config()).to(device)
     weights = cfg.loss_weights()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
