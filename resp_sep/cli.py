@@ -377,7 +377,7 @@ def extract(
     rates: Optional[str] = typer.Option(None, "--rates", help="Also write breaths/min per 60-s window: a CSV path (single file), or any value in batch mode (NAME.rates.csv in --out-dir)."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Single file: write an overview figure (PNG)."),
     hop_s: float = typer.Option(30.72, "--hop", help="Step between model segments in s (segments are 61.44 s; smaller = more overlap)."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Segments per model call."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Segments per model call (default: 16 on CPU, 128 on CUDA)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Files processed in parallel (CPU)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: process only the K-th of N deterministic shards (job arrays)."),

@@ -489,7 +489,7 @@ class ExtractOptions:
     channel: dict | None = None
     out_rate: float = 25.0
     hop_s: float = SEGMENT_LEN / MODEL_FS / 2
-    batch_size: int = 16
+    batch_size: int | None = None
     fmt: str = "csv"
     rates: str | None = None
     plot: str | None = None
