@@ -275,3 +275,19 @@ def save_json(path: str | None, payload: dict) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(payload, indent=2))
         print(f"results written to {path}")
+
+
+def parse_args_or_run_child(ap, argv, child: Callable[[dict], None]):
+    """Add the shared ``--json``/``--child`` options and parse; in a child process run ``child``.
+
+    Returns the parsed arguments, or None when this process was a measured child (already run).
+    """
+    import argparse
+
+    ap.add_argument("--json", default=None, help="write the results to this JSON file")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.child:
+        child(json.loads(a.child))
+        return None
+    return a

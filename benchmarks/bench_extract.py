@@ -196,11 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="time baseline (a) on the first H hours only and scale to the night (it is linear "
                          "in the number of segments; default: the whole night, --quick: 0.25)")
     ap.add_argument("--quick", action="store_true", help="1-h night, 1 repeat, (a) timed on 0.25 h (smoke run)")
-    ap.add_argument("--json", default=None, help="write the results to this JSON file")
-    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
-    if a.child:
-        child(json.loads(a.child))
+    a = C.parse_args_or_run_child(ap, argv, child)
+    if a is None:
         return 0
     if a.quick:
         a.hours, a.repeats = 1.0, 1

@@ -27,7 +27,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -63,11 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-config", choices=list(C.MODEL_CONFIGS), default="half")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--quick", action="store_true", help="1 and 4 h only")
-    ap.add_argument("--json", default=None, help="write the results to this JSON file")
-    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
-    if a.child:
-        child(json.loads(a.child))
+    a = C.parse_args_or_run_child(ap, argv, child)
+    if a is None:
         return 0
     if a.quick:
         a.hours = [1, 4]

@@ -28,7 +28,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -135,11 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="GPU peak for the utilisation column (default 989: H100 SXM dense bf16)")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive fp32 step")
     ap.add_argument("--quick", action="store_true", help="2 timed steps, 1 warm-up (CPU batch 16)")
-    ap.add_argument("--json", default=None, help="write the results to this JSON file")
-    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
-    if a.child:
-        child(json.loads(a.child))
+    a = C.parse_args_or_run_child(ap, argv, child)
+    if a is None:
         return 0
     devices = ["cpu", "cuda"] if a.device == "auto" else [a.device]
     if "cuda" in devices and not C.cuda_available():
