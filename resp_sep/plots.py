@@ -73,8 +73,13 @@ def plot_extraction(path: str, rec, sig, resp: np.ndarray, resp_fs: float, rates
     axes[row - 1].set_xlabel("time (s)")
     ax = axes[row]
     if rates is not None and len(rates.bpm):
+        from resp_sep.rate import breathing_rate
+
         mid = (rates.start_s + rates.end_s) / 2
         ax.plot(mid / 60, rates.bpm, "o-", ms=3, color="tab:blue", label="respsep")
+        if ref is not None:
+            rr = breathing_rate(ref.x, ref.fs, window_s=float(rates.end_s[0] - rates.start_s[0]), kind="reference")
+            ax.plot((rr.start_s + rr.end_s) / 2 / 60, rr.bpm, "s-", ms=3, color="tab:green", label=f"reference ({ref.label})")
         ax.legend(loc="upper right", fontsize=8)
     ax.set_ylabel("breaths/min")
     ax.set_xlabel("time (min)")
