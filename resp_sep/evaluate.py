@@ -14,14 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import signal as sps
 
 from resp_sep.errors import InputError, RespSepError
 from resp_sep.rate import RateWindows, breathing_rate, rate_from_breath_times
 
-#: rate (Hz) at which waveforms are correlated
-CORR_FS = 10.0
-RESP_BAND = (0.1, 0.7)
 METHOD_RESPSEP = "respsep"
 
 
@@ -49,17 +45,12 @@ class RecordResult:
     abs_r: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
-def _band_10hz(x: np.ndarray, fs: float) -> np.ndarray:
-    from resp_sep.preprocess import fill_gaps, resample
-
-    y = resample(fill_gaps(x), fs, CORR_FS) if fs != CORR_FS else fill_gaps(x)
-    sos = sps.butter(2, RESP_BAND, btype="band", fs=CORR_FS, output="sos")
-    return sps.sosfiltfilt(sos, y)
-
-
 def waveform_abs_r(a: np.ndarray, fs_a: float, b: np.ndarray, fs_b: float) -> float:
     """|Pearson r| of two waveforms band-passed to 0.1-0.7 Hz at 10 Hz (sign-agnostic)."""
-    x, y = _band_10hz(a, fs_a), _band_10hz(b, fs_b)
+    from resp_sep.preprocess import fill_gaps
+    from resp_sep.select import breathing_band
+
+    x, y = breathing_band(fill_gaps(a), fs_a), breathing_band(fill_gaps(b), fs_b)
     n = min(len(x), len(y))
     if n < 10 or x[:n].std() == 0 or y[:n].std() == 0:
         return float("nan")

@@ -127,6 +127,14 @@ def _band(y: np.ndarray, fs: float) -> np.ndarray:
     return sps.sosfiltfilt(sos, y, axis=-1)
 
 
+def breathing_band(y: np.ndarray, fs: float) -> np.ndarray:
+    """Resample to :data:`SCORE_FS` (10 Hz) and band-pass to :data:`RESP_BAND` along the last axis.
+
+    The common ground on which waveforms are correlated with references (validation and ``eval``).
+    """
+    return _band(_to_score_rate(y, fs), SCORE_FS)
+
+
 def segment_rates(y: np.ndarray, fs: float) -> np.ndarray:
     """Breaths/min of each segment (one window per segment) with :func:`resp_sep.rate.breathing_rate`.
 
@@ -180,7 +188,7 @@ def reference_scores(outputs: np.ndarray, fs: float, ref: np.ndarray, ref_fs: fl
     """
     if ref_rates is None:
         ref_rates = segment_rates(ref, ref_fs)
-    r_d = _band(_to_score_rate(ref, ref_fs), SCORE_FS)
+    r_d = breathing_band(ref, ref_fs)
     res = []
     for k in range(outputs.shape[1]):
         rates_k = segment_rates(outputs[:, k], fs) if rates is None else rates[k]
@@ -192,7 +200,7 @@ def reference_scores(outputs: np.ndarray, fs: float, ref: np.ndarray, ref_fs: fl
         fill = float(np.median(rates_k[ok])) if ok.any() else 15.0
         filled = np.where(np.isfinite(rates_k), rates_k, fill)
         mae_filled = float(np.mean(np.abs(filled[has_ref] - ref_rates[has_ref]))) if has_ref.any() else float("nan")
-        y_d = _band(_to_score_rate(outputs[:, k], fs), SCORE_FS)
+        y_d = breathing_band(outputs[:, k], fs)
         m = min(y_d.shape[-1], r_d.shape[-1])
         rs = [abs(np.corrcoef(a[:m], b[:m])[0, 1]) for a, b in zip(y_d, r_d) if a.std() > 0 and b.std() > 0]
         res.append({"encoder": k, "mae_bpm": mae, "mae_filled_bpm": mae_filled,
