@@ -24,9 +24,9 @@ from resp_sep.errors import ModelError, OutputError
 from resp_sep.model import MODEL_NAME, ModelConfig, MultiEncoderAE
 
 FORMAT_VERSION = 1
-#: folder of the shipped models
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-#: shipped model file per signal (looked up in MODELS_DIR, then in the package's own models folder)
+#: folder of the shipped models: inside the package (package data), so every install carries them
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+#: shipped model file per signal (in MODELS_DIR)
 SHIPPED = {"ecg": "respsep-ecg.pt", "ppg": "respsep-ppg.pt"}
 
 
