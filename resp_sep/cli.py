@@ -180,6 +180,11 @@ def train(
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Segment cache folder (default: OUT.cache)."),
     channel: Optional[list[str]] = typer.Option(None, "--channel", "-c", help="Force a role: ROLE=LABEL (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT.last.pt exactly where it stopped."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from this checkpoint's weights (fine-tune; fresh optimiser)."),
+    val_every: Optional[int] = typer.Option(None, "--val-every", help="Validate every N optimiser steps; best kept at step granularity (0 = per epoch)."),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, cosine, step or onecycle (default: constant)."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Stop cleanly after this many minutes of training (0 = none)."),
+    folder_weight: Optional[list[str]] = typer.Option(None, "--folder-weight", help="FOLDER=W: sampling weight of that folder's recordings (0 excludes); repeatable."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary at the end."),
 ) -> None:
@@ -196,7 +201,9 @@ def train(
         inputs=inputs or None, signal=signal, out=out_file, epochs=epochs, batch_size=batch_size, lr=lr, hop_s=hop_s,
         val_fraction=val_fraction, val_subjects=val_subjects or None, exclude=exclude or None, val_ref=val_ref,
         simulate=simulate, max_steps_per_epoch=max_steps, seed=seed, device=device, threads=threads,
-        cache_dir=cache_dir, channel=parse_overrides(channel) or None).items() if v is not None}
+        cache_dir=cache_dir, channel=parse_overrides(channel) or None, init=init, val_every=val_every,
+        lr_schedule=lr_schedule, time_budget_min=time_budget,
+        folder_weights=_folder_weights(folder_weight) if folder_weight else None).items() if v is not None}
     cfg = TrainConfig.from_toml(config, **given) if config else TrainConfig(**given)
     if cfg.signal not in ("ecg", "ppg"):
         raise RespSepError(f"--signal must be ecg or ppg (got '{cfg.signal}')", exit_code=2)
@@ -225,6 +232,20 @@ def train(
                   f"on {summary['device']}  |  resume state: {summary['last_checkpoint']}")
 
 
+def _folder_weights(items: list[str]) -> dict[str, float]:
+    """``["mitdb-wfdb=0", "marsh-edf=2"]`` -> ``{"mitdb-wfdb": 0.0, "marsh-edf": 2.0}`` (usage error otherwise)."""
+    res = {}
+    for it in items:
+        key, sep, w = it.partition("=")
+        try:
+            res[key.strip()] = float(w)
+        except ValueError:
+            raise RespSepError(f"--folder-weight expects FOLDER=WEIGHT (got '{it}')", exit_code=2) from None
+        if not sep or not key.strip() or res[key.strip()] < 0:
+            raise RespSepError(f"--folder-weight expects FOLDER=WEIGHT with WEIGHT >= 0 (got '{it}')", exit_code=2)
+    return res
+
+
 class _TrainProgress:
     """rich progress bar for training: loss, epoch, ETA; one table row per epoch."""
 
@@ -245,10 +266,13 @@ class _TrainProgress:
         elif event == "epoch":
             e = kw["entry"]
             v = e.get("val", {})
-            line = (f"epoch {e['epoch']}: train loss {e['train'].get('total', float('nan')):.4f} "
+            line = (f"epoch {e['epoch']} step {e.get('step', '-')}: train loss {e['train'].get('total', float('nan')):.4f} "
                     f"(recon {e['train'].get('recon', float('nan')):.4f}), {e['segments_per_s']:.1f} seg/s")
             if v:
-                line += f" | val recon {v['val_recon']:.4f}, resp encoder {v['resp_encoder']} (score {v['score']:.2f})"
+                line += f" | val recon {v['val_recon']:.4f}"
+                if "val_recon_excess" in v:
+                    line += f" (floor +{v['val_recon_excess']:.4f})"
+                line += f", resp encoder {v['resp_encoder']} (score {v['score']:.2f})"
                 if "mae_bpm" in v:
                     line += (f", MAE {v['mae_bpm']:.2f} breaths/min (best encoder {v['best_encoder_mae_bpm']:.2f}, "
                              f"constant guess {v['constant_guess_mae_bpm']:.2f}), |r| {v['abs_r']:.2f}")

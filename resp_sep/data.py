@@ -170,14 +170,41 @@ class SegmentIndex:
     Attributes
     ----------
     recordings : list of RecordingSegments
+    weights : list of float, optional
+        Sampling weight of each recording's segments (expected appearances per epoch; default 1).
     """
 
     recordings: list[RecordingSegments] = field(default_factory=list)
+    weights: list[float] | None = None
 
     def __post_init__(self):
         self._arrays = [r.load() for r in self.recordings]
         counts = np.array([len(a) for a in self._arrays], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        if self.weights is not None and len(self.weights) != len(self.recordings):
+            raise ValueError("one weight per recording")
+
+    @property
+    def uniform(self) -> bool:
+        return self.weights is None or len(set(float(w) for w in self.weights)) <= 1
+
+    def epoch_size(self) -> int:
+        """Segments drawn per epoch: the weighted count (the plain count when weights are uniform)."""
+        if self.uniform:
+            return len(self)
+        counts = np.diff(self.offsets)
+        return max(1, int(round(float(np.dot(counts, self.weights)))))
+
+    def epoch_rows(self, rng: np.random.Generator) -> np.ndarray:
+        """The rows of one epoch in training order.
+
+        Uniform weights: a permutation of every row. Otherwise :meth:`epoch_size` rows drawn with
+        replacement, each row with probability proportional to its recording's weight.
+        """
+        if self.uniform:
+            return rng.permutation(len(self))
+        p = np.repeat(np.asarray(self.weights, dtype=np.float64), np.diff(self.offsets))
+        return rng.choice(len(self), size=self.epoch_size(), replace=True, p=p / p.sum())
 
     def __len__(self) -> int:
         return int(self.offsets[-1])

@@ -25,10 +25,11 @@ import torch
 
 from resp_sep.checkpoint import load_checkpoint, save_checkpoint
 from resp_sep.data import SegmentIndex, cache_recording, split_subjects, subject_id
-from resp_sep.errors import RespSepError
+from resp_sep.errors import ModelError, RespSepError
 from resp_sep.losses import LossWeights, total_loss
 from resp_sep.model import ModelConfig, MultiEncoderAE
 from resp_sep.preprocess import MODEL_FS, SEGMENT_LEN
+from resp_sep.schedules import build_scheduler
 
 
 @dataclass
@@ -45,12 +46,24 @@ class TrainConfig:
     simulate : number of simulated recordings added to training and validation (0 = none),
     simulate_minutes : their length. check_heart_rate : run the heart-rate quality filter.
 
+    folder_weights : {folder name or path fragment: weight}: expected appearances per epoch of
+    each segment of the recordings in that folder (default 1); 0 excludes them (never read).
+
     Optimisation
     ------------
-    epochs, batch_size, lr, weight_decay, grad_clip, lr_schedule ("constant" | "cosine"),
-    max_steps_per_epoch (0 = full epochs), flip_prob (probability of inverting a segment's
-    polarity, an augmentation), seed, device ("auto" | "cpu" | "cuda"), threads (CPU threads,
-    0 = torch default), bf16 (autocast on CUDA).
+    epochs, batch_size, lr, weight_decay, grad_clip, max_steps_per_epoch (0 = full epochs),
+    flip_prob (probability of inverting a segment's polarity, an augmentation), seed, device
+    ("auto" | "cpu" | "cuda"), threads (CPU threads, 0 = torch default), bf16 (autocast on CUDA).
+    lr_schedule : "constant" | "cosine" | "step" | "onecycle" over ``epochs`` x steps per epoch
+    (:mod:`resp_sep.schedules`), with lr_gamma / lr_step_every (step), lr_warmup_frac (onecycle)
+    and lr_min_frac (cosine end, onecycle start).
+    init : checkpoint whose weights start the run (fine-tuning / curriculum; fresh optimiser).
+    val_every : validate every N optimiser steps (0 = after every epoch); the kept checkpoint is
+    the validation point with the best metric, at step granularity.
+    time_budget_min : stop cleanly (validate, save) after this many minutes of training (0 = no limit).
+
+    The model's pooling stages (the latent's time resolution, 12,288 / 2**stages steps) are the
+    length of ``model.channels``.
     """
 
     inputs: list[str] = field(default_factory=list)
@@ -74,12 +87,20 @@ class TrainConfig:
     weight_decay: float = 1e-6
     grad_clip: float = 0.5
     lr_schedule: str = "constant"
+    lr_gamma: float = 0.5
+    lr_step_every: int = 1000
+    lr_warmup_frac: float = 0.1
+    lr_min_frac: float = 0.0
     max_steps_per_epoch: int = 0
     flip_prob: float = 0.0
     seed: int = 0
     device: str = "auto"
     threads: int = 0
     bf16: bool = True
+    folder_weights: dict[str, float] = field(default_factory=dict)
+    init: str = ""
+    val_every: int = 0
+    time_budget_min: float = 0.0
     model: dict = field(default_factory=dict)
     loss: dict = field(default_factory=dict)
 
@@ -88,6 +109,18 @@ class TrainConfig:
 
     def loss_weights(self) -> LossWeights:
         return LossWeights(**self.loss)
+
+    def weight_of(self, path: str) -> float:
+        """Sampling weight of a recording: the first ``folder_weights`` key naming one of its
+        parent folders (or, failing that, contained in its path); 1 when none matches."""
+        parts = Path(path).parts[:-1]
+        for key, w in self.folder_weights.items():
+            if key in parts:
+                return float(w)
+        for key, w in self.folder_weights.items():
+            if key in str(path):
+                return float(w)
+        return 1.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -137,6 +170,7 @@ class ValidationSet:
     ref_fs: float
     ref_rates: np.ndarray | None
     files: list[str]
+    recon_refs: dict | None = None  # reconstruction BCE floor and references (losses.reconstruction_references)
 
 
 def _simulated_inputs(cfg: TrainConfig, cache_dir: Path, log: Callable) -> list[str]:
@@ -187,11 +221,16 @@ def prepare_data(cfg: TrainConfig, log: Callable = print) -> tuple[SegmentIndex,
         raise RespSepError("no recordings given (pass files, folders or globs, or --simulate N)", exit_code=2)
     excluded = {e for e in cfg.exclude}
     hop = max(1, int(round(cfg.hop_s * MODEL_FS)))
-    train_recs, failed, skipped = [], [], []
+    train_recs, failed, skipped, weighted_out = [], [], [], []
+    val_named = set(cfg.val_subjects)
     for p in paths:
         subj = subject_id(p, cfg.same_subject)
         if subj in excluded or any(part in excluded for part in subj.split("+")):
             skipped.append(p)
+            continue
+        named_val = subj in val_named or any(part in val_named for part in subj.split("+"))
+        if cfg.weight_of(p) <= 0 and not named_val:  # weight 0: not trained on, never read
+            weighted_out.append(p)
             continue
         try:
             r = cache_recording(p, cfg.signal, cache_dir, hop, cfg.channel, cfg.same_subject, cfg.check_heart_rate)
@@ -208,8 +247,10 @@ def prepare_data(cfg: TrainConfig, log: Callable = print) -> tuple[SegmentIndex,
     va_set = set(va_subj)
     train = [r for r in train_recs if r.subject not in va_set]
     val_recs = [r for r in train_recs if r.subject in va_set]
+    if not train:
+        raise RespSepError("no training segments left after the validation split and folder weights", exit_code=3)
     val = _validation_set(cfg, val_recs, cache_dir, log) if val_recs else None
-    index = SegmentIndex(train)
+    index = SegmentIndex(train, [cfg.weight_of(r.path) for r in train] if cfg.folder_weights else None)
     summary = {
         "signal": cfg.signal,
         "hop_s": hop / MODEL_FS,
@@ -218,11 +259,14 @@ def prepare_data(cfg: TrainConfig, log: Callable = print) -> tuple[SegmentIndex,
         "train_files": [r.path for r in train],
         "val_files": [r.path for r in val_recs],
         "excluded_files": skipped,
+        "weight_zero_files": weighted_out,
+        "folder_weights": dict(cfg.folder_weights),
         "failed_files": failed,
         "train_subjects": tr_subj,
         "val_subjects": va_subj,
         "excluded_subjects": sorted(excluded),
         "train_segments": len(index),
+        "segments_per_epoch": index.epoch_size(),
         "val_segments": 0 if val is None else int(len(val.x)),
         "val_with_reference": 0 if val is None or val.ref is None else int(np.isfinite(val.ref_rates).sum()),
         "dropped_segments": _sum_dropped(train_recs),
@@ -270,13 +314,18 @@ def _validation_set(cfg: TrainConfig, recs, cache_dir: Path, log: Callable) -> V
     if len(x) > cfg.max_val_segments:  # evenly spread subset, deterministic
         sel = np.linspace(0, len(x) - 1, cfg.max_val_segments).round().astype(int)
         x, ref = x[sel], ref[sel]
+    from resp_sep.losses import reconstruction_references
+
+    recon_refs = reconstruction_references(x, MODEL_FS)
+    log("validation reconstruction BCE references (nats): " +
+        ", ".join(f"{k} {v:.4f}" for k, v in recon_refs.items()))
     has_ref = np.isfinite(ref).all(axis=1)
     if not has_ref.any():
-        return ValidationSet(x, None, ref_fs, None, files)
+        return ValidationSet(x, None, ref_fs, None, files, recon_refs)
     rates = np.full(len(x), np.nan)
     rates[has_ref] = segment_rates(ref[has_ref], ref_fs)
     log(f"validation: {len(x)} segments, {int(np.isfinite(rates).sum())} with a scored {cfg.val_ref} reference")
-    return ValidationSet(x, np.where(has_ref[:, None], ref, 0.0), ref_fs, rates, files)
+    return ValidationSet(x, np.where(has_ref[:, None], ref, 0.0), ref_fs, rates, files, recon_refs)
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -304,6 +353,9 @@ def validate(model: MultiEncoderAE, val: ValidationSet, device: torch.device, ba
     chosen = choose_encoder(lf)
     res = {"val_recon": sum(recon) / len(val.x), "label_free": lf, "resp_encoder": chosen,
            "score": lf[chosen]["score"]}
+    if val.recon_refs:
+        res["recon_refs"] = val.recon_refs
+        res["val_recon_excess"] = res["val_recon"] - val.recon_refs["floor"]
     if val.ref is not None:
         rs = reference_scores(outs, MODEL_FS, val.ref, val.ref_fs, val.ref_rates, rates=rates)
         res["reference"] = rs
@@ -311,8 +363,11 @@ def validate(model: MultiEncoderAE, val: ValidationSet, device: torch.device, ba
         res["mae_scored_bpm"] = rs[chosen]["mae_bpm"]
         res["coverage"] = rs[chosen]["coverage"]
         res["abs_r"] = rs[chosen]["abs_r"]
-        maes = [r["mae_filled_bpm"] for r in rs if np.isfinite(r["mae_filled_bpm"])]
-        res["best_encoder_mae_bpm"] = min(maes) if maes else float("nan")
+        maes = [r["mae_filled_bpm"] if np.isfinite(r["mae_filled_bpm"]) else np.inf for r in rs]
+        k_best = int(np.argmin(maes))
+        res["best_encoder"] = k_best
+        res["best_encoder_mae_bpm"] = float(maes[k_best]) if np.isfinite(maes[k_best]) else float("nan")
+        res["best_encoder_abs_r"] = rs[k_best]["abs_r"]
         # the reference rate itself scored against a constant guess: a floor to beat
         rr = val.ref_rates[np.isfinite(val.ref_rates)]
         res["constant_guess_mae_bpm"] = float(np.mean(np.abs(rr - np.median(rr)))) if rr.size else float("nan")
@@ -403,19 +458,15 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
     model = MultiEncoderAE(cfg.model_config()).to(device)
     weights = cfg.loss_weights()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(index) / (cfg.batch_size * world))
+    steps_per_epoch = math.ceil(index.epoch_size() / (cfg.batch_size * world))
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    if cfg.lr_schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps_per_epoch))
-    elif cfg.lr_schedule == "constant":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    else:
-        raise RespSepError(f"unknown lr_schedule '{cfg.lr_schedule}' (constant or cosine)", exit_code=2)
+    sched = build_scheduler(opt, cfg.lr_schedule, cfg.epochs * steps_per_epoch, gamma=cfg.lr_gamma,
+                            step_every=cfg.lr_step_every, warmup_frac=cfg.lr_warmup_frac, min_frac=cfg.lr_min_frac)
 
     history: list[dict] = []
-    best = {"metric": float("inf"), "epoch": -1}
-    start_epoch = 0
+    best = {"metric": float("inf"), "epoch": -1, "step": -1}
+    start_epoch, start_step = 0, 0
     if resume:
         last = Path(resume) if isinstance(resume, str) else _last_path(cfg.out)
         ck = load_checkpoint(last, map_location=device)
@@ -423,27 +474,40 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         _set_rng_state(ck["rng"])
-        start_epoch = int(ck["epoch"]) + 1
+        nxt = ck.get("next_step")
+        if nxt is None or int(nxt) >= steps_per_epoch:
+            start_epoch = int(ck["epoch"]) + 1
+        else:
+            start_epoch, start_step = int(ck["epoch"]), int(nxt)
         history = list(ck["metrics"]["history"])
-        best = dict(ck["best"])
-        quiet_log(f"resumed from {last} at epoch {start_epoch + 1}")
+        best = {"step": -1, **dict(ck["best"])}
+        quiet_log(f"resumed from {last} at epoch {start_epoch + 1}, step {start_epoch * steps_per_epoch + start_step}")
+    elif cfg.init:
+        _init_from(model, cfg.init, device)
+        quiet_log(f"weights initialised from {cfg.init}")
 
     use_bf16 = cfg.bf16 and device.type == "cuda"
-    total_steps = (cfg.epochs - start_epoch) * steps_per_epoch
+    total_steps = (cfg.epochs - start_epoch) * steps_per_epoch - start_step
     if progress and rank == 0:
         progress("start", total=total_steps, epochs=cfg.epochs, start_epoch=start_epoch)
-    seen, t_train, step_global = 0, 0.0, 0
+    seen, t_train, step_here = 0, 0.0, 0
+    # cumulative over resumed sessions: what an experiment cost in all
+    prev = history[-1] if history else {}
+    wall0, cpu0 = float(prev.get("train_s_total", 0.0)), float(prev.get("cpu_s_total", 0.0))
+    t_run, c_run = time.perf_counter(), time.process_time()
+    win = {"parts": {}, "n": 0, "t": 0.0, "segs": 0}
+    budget_s = cfg.time_budget_min * 60.0
     model.train()
+    stop = False
     for epoch in range(start_epoch, cfg.epochs):
         # The batch order and augmentation depend only on (seed, epoch): a resumed run replays
-        # exactly the batches the uninterrupted run would have seen.
+        # exactly the batches the uninterrupted run would have seen, even from mid-epoch.
         rng = np.random.default_rng([cfg.seed, epoch])
-        perm = rng.permutation(len(index))
+        perm = index.epoch_rows(rng)
         flips = rng.random(len(index)) < cfg.flip_prob
-        t0 = time.perf_counter()
-        parts_sum: dict[str, float] = {}
-        n_steps = 0
-        for s in range(steps_per_epoch):
+        first = start_step if epoch == start_epoch else 0
+        for s in range(first, steps_per_epoch):
+            t0 = time.perf_counter()
             a = (s * world + rank) * cfg.batch_size
             if world > 1:
                 # every rank must take part in every gradient all-reduce: wrap around instead of
@@ -471,37 +535,59 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
-            n_steps += 1
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            t_train += dt
             seen += len(rows) * world
-            step_global += 1
+            step_here += 1
+            win["n"] += 1
+            win["t"] += dt
+            win["segs"] += len(rows) * world
             for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + v
+                win["parts"][k] = win["parts"].get(k, 0.0) + v
             if progress and rank == 0:
                 progress("step", loss=parts["total"], recon=parts["recon"], epoch=epoch + 1)
-            if _stop_after_steps is not None and step_global >= _stop_after_steps:
-                raise _Interrupt(f"stopped after {step_global} steps")
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        t_train += dt
-        if rank != 0:
-            continue
-        entry = {"epoch": epoch + 1, "train": {k: v / max(1, n_steps) for k, v in parts_sum.items()},
-                 "seconds": dt, "segments_per_s": n_steps * cfg.batch_size * world / dt if dt else 0.0,
-                 "lr": float(sched.get_last_lr()[0])}
-        if val is not None:
-            entry["val"] = validate(model, val, device)
-        history.append(entry)
-        improved = val is not None and entry["val"]["metric"] < best["metric"]
-        if val is None or improved:
-            best = {"metric": entry["val"]["metric"] if val is not None else float("nan"), "epoch": epoch + 1}
-            save_checkpoint(_result_ckpt(model, cfg, data_summary, history, best, entry), cfg.out)
-        last = _result_ckpt(model, cfg, data_summary, history, best, entry)
-        last.update({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                     "rng": _rng_state()})
-        save_checkpoint(last, _last_path(cfg.out))
-        if progress:
-            progress("epoch", entry=entry, improved=improved or val is None)
+            if _stop_after_steps is not None and step_here >= _stop_after_steps:
+                raise _Interrupt(f"stopped after {step_here} steps")
+            gstep = epoch * steps_per_epoch + s + 1  # optimiser steps done in the whole run
+            end_of_epoch = s == steps_per_epoch - 1
+            over = budget_s > 0 and _agree(time.perf_counter() - t_run >= budget_s, world)
+            do_val = (over or (cfg.val_every > 0 and gstep % cfg.val_every == 0)
+                      or (end_of_epoch and (cfg.val_every <= 0 or epoch == cfg.epochs - 1)))
+            if (do_val or end_of_epoch) and rank == 0:
+                entry = None
+                if do_val:
+                    entry = {"epoch": epoch + 1, "step": gstep,
+                             "train": {k: v / max(1, win["n"]) for k, v in win["parts"].items()},
+                             "seconds": win["t"], "segments_per_s": win["segs"] / win["t"] if win["t"] else 0.0,
+                             "lr": float(sched.get_last_lr()[0])}
+                    win = {"parts": {}, "n": 0, "t": 0.0, "segs": 0}
+                    if val is not None:
+                        tv = time.perf_counter()
+                        entry["val"] = validate(model, val, device)
+                        entry["val_s"] = time.perf_counter() - tv
+                    entry["train_s_total"] = wall0 + time.perf_counter() - t_run
+                    entry["cpu_s_total"] = cpu0 + time.process_time() - c_run
+                    history.append(entry)
+                improved = entry is not None and val is not None and entry["val"]["metric"] < best["metric"]
+                ref_entry = entry if entry is not None else (history[-1] if history else {"epoch": epoch + 1})
+                if entry is not None and (val is None or improved):
+                    best = {"metric": entry["val"]["metric"] if val is not None else float("nan"),
+                            "epoch": epoch + 1, "step": gstep}
+                    save_checkpoint(_result_ckpt(model, cfg, data_summary, history, best, entry), cfg.out)
+                last = _result_ckpt(model, cfg, data_summary, history, best, ref_entry)
+                last.update({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+                             "next_step": s + 1, "rng": _rng_state()})
+                save_checkpoint(last, _last_path(cfg.out))
+                if progress and entry is not None:
+                    progress("epoch", entry=entry, improved=improved or val is None)
+            if over:
+                quiet_log(f"time budget of {cfg.time_budget_min:g} min reached at step {gstep}")
+                stop = True
+                break
+        if stop:
+            break
     if world > 1:
         torch.distributed.barrier()
     if rank != 0:
@@ -518,6 +604,7 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
         "last_checkpoint": str(_last_path(cfg.out)),
         "resp_encoder": int(final["resp_encoder"]),
         "best_epoch": best["epoch"],
+        "best_step": best.get("step", -1),
         "best_metric": best["metric"],
         "metric_name": history[-1]["val"]["metric_name"] if history and "val" in history[-1] else None,
         "train_segments": data_summary["train_segments"],
@@ -530,12 +617,32 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
     }
 
 
+def _agree(flag: bool, world: int) -> bool:
+    """True on every rank when any rank says so (ranks must stop at the same step)."""
+    if world <= 1:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0])
+    torch.distributed.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+def _init_from(model: MultiEncoderAE, path: str, device: torch.device) -> None:
+    """Load a checkpoint's weights into ``model`` (same architecture required)."""
+    ck = load_checkpoint(path, map_location=device)
+    theirs = ModelConfig(**ck["model_config"]).to_dict()
+    ours = model.config.to_dict()
+    if theirs != ours:
+        diff = ", ".join(f"{k}: {theirs.get(k)} vs {ours.get(k)}" for k in ours if theirs.get(k) != ours.get(k))
+        raise ModelError(f"--init checkpoint has another architecture ({diff})", str(path))
+    model.load_state_dict(ck["state_dict"])
+
+
 def _result_ckpt(model, cfg: TrainConfig, data_summary: dict, history: list, best: dict, entry: dict) -> dict:
     val = entry.get("val")
     selection = {"method": "band_concentration_x_rate_coverage", "band_hz": [0.1, 0.7]}
     if val is not None:
         selection.update({"label_free": val["label_free"], "reference": val.get("reference"),
-                          "reference_role": cfg.val_ref, "epoch": entry["epoch"]})
+                          "reference_role": cfg.val_ref, "epoch": entry["epoch"], "step": entry.get("step")})
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return {
         "model_config": model.config.to_dict(),

@@ -1,0 +1,145 @@
+"""Training tools: step-level validation, mid-epoch resume, --init, schedules, folder weights,
+time budget, reconstruction references (tiny models, CPU)."""
+
+
+import numpy as np
+import pytest
+import torch
+from test_train import TINY_MODEL, _quiet, tiny_cfg
+
+from resp_sep.errors import ModelError, RespSepError
+from resp_sep.train import TrainConfig, _init_from, _Interrupt, train
+
+
+def test_val_every_keeps_best_at_step_granularity(tmp_path):
+    cfg = tiny_cfg(tmp_path, epochs=2, max_steps_per_epoch=3, val_every=2)
+    s = train(cfg, log=_quiet)
+    ck = torch.load(s["checkpoint"], weights_only=True)
+    hist = ck["metrics"]["history"]
+    # steps 2 and 4 by val_every, and the last step of the run (6 is both)
+    assert [h["step"] for h in hist] == [2, 4, 6]
+    metrics = [h["val"]["metric"] for h in hist]
+    assert ck["best"]["step"] == hist[int(np.argmin(metrics))]["step"] == s["best_step"]
+    v = hist[0]["val"]
+    assert v["recon_refs"]["floor"] < v["recon_refs"]["segment_mean"]
+    assert v["val_recon_excess"] == pytest.approx(v["val_recon"] - v["recon_refs"]["floor"])
+    assert hist[-1]["cpu_s_total"] > 0 and hist[-1]["train_s_total"] > 0 and hist[0]["segments_per_s"] > 0
+
+
+def test_resume_mid_epoch_matches_uninterrupted(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(tiny_cfg(a, epochs=2, max_steps_per_epoch=4, val_every=2), log=_quiet)
+    cfg_b = tiny_cfg(b, epochs=2, max_steps_per_epoch=4, val_every=2)
+    with pytest.raises(_Interrupt):
+        train(cfg_b, log=_quiet, _stop_after_steps=3)  # last state saved after step 2, mid-epoch 1
+    last = torch.load(b / "m.last.pt", weights_only=True)
+    assert last["epoch"] == 0 and last["next_step"] == 2
+    train(cfg_b, resume=True, log=_quiet)
+    wa = torch.load(a / "m.last.pt", weights_only=True)
+    wb = torch.load(b / "m.last.pt", weights_only=True)
+    for k in wa["state_dict"]:
+        assert torch.equal(wa["state_dict"][k], wb["state_dict"][k]), k
+    assert [h["step"] for h in wa["metrics"]["history"]] == [h["step"] for h in wb["metrics"]["history"]]
+
+
+def test_init_loads_weights_and_refuses_other_architectures(tmp_path):
+    from resp_sep.model import MultiEncoderAE
+
+    s = train(tiny_cfg(tmp_path / "a", epochs=1, max_steps_per_epoch=2), log=_quiet)
+    m = MultiEncoderAE(**TINY_MODEL)
+    _init_from(m, s["checkpoint"], torch.device("cpu"))
+    ref = torch.load(s["checkpoint"], weights_only=True)["state_dict"]
+    assert all(torch.equal(m.state_dict()[k], ref[k]) for k in ref)
+    other = MultiEncoderAE(**{**TINY_MODEL, "channels": [8, 8, 16]})
+    with pytest.raises(ModelError, match="another architecture"):
+        _init_from(other, s["checkpoint"], torch.device("cpu"))
+    # a run started from it records where it came from
+    s2 = train(tiny_cfg(tmp_path / "b", epochs=1, max_steps_per_epoch=1, init=s["checkpoint"]), log=_quiet)
+    assert torch.load(s2["checkpoint"], weights_only=True)["train_config"]["init"] == s["checkpoint"]
+
+
+def test_lr_schedules():
+    from resp_sep.schedules import lr_factor
+
+    assert lr_factor(0, "cosine", 100) == pytest.approx(1.0)
+    assert lr_factor(100, "cosine", 100, min_frac=0.1) == pytest.approx(0.1)
+    assert lr_factor(50, "cosine", 100) == pytest.approx(0.5)
+    assert [lr_factor(s, "step", 100, gamma=0.5, step_every=10) for s in (0, 9, 10, 25)] == [1, 1, 0.5, 0.25]
+    peak = [lr_factor(s, "onecycle", 100, warmup_frac=0.2) for s in range(101)]
+    assert int(np.argmax(peak)) == 20 and peak[20] == pytest.approx(1.0)
+    assert peak[0] < 0.1 and peak[-1] < peak[0]
+    with pytest.raises(RespSepError, match="unknown lr_schedule"):
+        lr_factor(0, "linear", 10)
+
+
+def test_schedule_drives_the_optimiser(tmp_path):
+    s = train(tiny_cfg(tmp_path, epochs=2, max_steps_per_epoch=2, lr_schedule="step", lr_step_every=2,
+                       lr_gamma=0.1), log=_quiet)
+    lrs = [h["lr"] for h in s["history"]]
+    assert lrs == pytest.approx([1e-4, 1e-5])
+
+
+def test_folder_weights(tmp_path):
+    from resp_sep.data import RecordingSegments, SegmentIndex
+
+    cfg = TrainConfig(folder_weights={"mitdb-wfdb": 0.0, "marsh-edf": 2.0})
+    assert cfg.weight_of("../shared/data/mitdb-wfdb/100.hea") == 0.0
+    assert cfg.weight_of("/x/marsh-edf/marsh-0018.edf") == 2.0
+    assert cfg.weight_of("/x/cinc2015-wfdb/v100s.hea") == 1.0
+    recs = []
+    for i, n in enumerate((10, 30)):
+        f = tmp_path / f"{i}.npy"
+        np.save(f, np.zeros((n, 12_288), np.float16))
+        recs.append(RecordingSegments(str(f), str(i), str(f), np.arange(n), n, {}, "x"))
+    plain = SegmentIndex(recs)
+    assert plain.epoch_size() == 40 and sorted(plain.epoch_rows(np.random.default_rng(0))) == list(range(40))
+    idx = SegmentIndex(recs, [3.0, 0.0])
+    assert idx.epoch_size() == 30
+    rows = idx.epoch_rows(np.random.default_rng(0))
+    assert len(rows) == 30 and rows.max() < 10  # the weight-0 recording is never drawn
+
+
+def test_folder_weight_zero_excludes_simulated_training(tmp_path):
+    # every simulated recording lives in <cache>/simulated: weight 0 leaves only validation subjects
+    cfg = tiny_cfg(tmp_path, simulate=3, folder_weights={"simulated": 0.0}, val_subjects=["sim-0001-0000-150s"])
+    with pytest.raises(RespSepError, match="no usable segments|no training"):
+        train(cfg, log=_quiet)
+
+
+def test_time_budget_stops_cleanly(tmp_path):
+    s = train(tiny_cfg(tmp_path, epochs=50, max_steps_per_epoch=3, time_budget_min=1e-6), log=_quiet)
+    assert [h["step"] for h in s["history"]] == [1]
+    ck = torch.load(tmp_path / "m.last.pt", weights_only=True)
+    assert ck["next_step"] == 1 and ck["epoch"] == 0
+
+
+def test_reconstruction_references_order():
+    from resp_sep.losses import reconstruction_references
+
+    t = np.arange(12_288) / 200.0
+    pulses = (np.sin(2 * np.pi * 1.2 * t) > 0.95).astype(float)
+    drift = 0.5 + 0.3 * np.sin(2 * np.pi * 0.25 * t)
+    x = np.clip(0.6 * drift + 0.4 * pulses, 0, 1)[None]
+    r = reconstruction_references(x, 200.0)
+    assert r["floor"] < r["lowpass_20hz"] < r["lowpass_1hz"] < r["segment_mean"]
+
+
+def test_mixing_loss_depth_weighting():
+    from resp_sep.losses import sparse_mixing_loss
+    from resp_sep.model import MultiEncoderAE
+
+    m = MultiEncoderAE(**TINY_MODEL)
+    layers = m.mixing_layers()
+    with torch.no_grad():
+        plain = float(sparse_mixing_loss(layers, 4))
+        deep = float(sparse_mixing_loss(layers, 4, depth="inv_sq"))
+        first = float(sparse_mixing_loss(layers[:1], 4))
+        first_deep = float(sparse_mixing_loss(layers[:1], 4, depth="inv_sq"))
+    assert first < deep < plain
+    assert first_deep == pytest.approx(first)
+
+
+def test_cli_bad_folder_weight_is_usage_error(run_cli_proc, tmp_path):
+    code, _out, err = run_cli_proc(["train", "--simulate", "1", "--folder-weight", "mitdb", "--out",
+                                   str(tmp_path / "x.pt")])
+    assert code == 2 and "FOLDER=WEIGHT" in err and "Traceback" not in err
