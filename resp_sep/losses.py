@@ -30,6 +30,13 @@ class LossWeights:
         Per-layer weight of the mixing loss: ``"none"`` weighs every mixing layer 1; ``"inv_sq"``
         weighs the k-th mixing layer (k = 1 nearest the encodings) by 1/k^2, as in the authors'
         follow-up (heart rate from noisy PPG): the first layers, where the sources meet, matter most.
+    lowfreq : float
+        Weight of a low-frequency reconstruction term: mean squared error between the output and
+        the input after both are averaged over ``lowfreq_s`` seconds (0 = off). BCE over 12,288
+        samples is dominated by the sharp beats; this term makes the slow part (where breathing
+        lives: baseline wander, pulse amplitude envelope) count on its own.
+    lowfreq_s : float
+        Averaging window of that term in s.
     """
 
     mix: float = 1e-3
@@ -37,6 +44,8 @@ class LossWeights:
     z: float = 1e-2
     mix_scaling: str = "uniform"
     mix_depth: str = "none"
+    lowfreq: float = 0.0
+    lowfreq_s: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,6 +151,15 @@ def encoding_l2(z: torch.Tensor, n_groups: int) -> torch.Tensor:
     return (z.float() ** 2).reshape(b, n_groups, c // n_groups, t).mean(dim=(0, 2, 3)).sum()
 
 
+def lowfreq_loss(logits: torch.Tensor, target: torch.Tensor, window: int) -> torch.Tensor:
+    """MSE between the sigmoid output and the target after a moving average of ``window`` samples
+    (evaluated every ``window // 4`` samples)."""
+    stride = max(1, window // 4)
+    a = F.avg_pool1d(torch.sigmoid(logits), window, stride)
+    b = F.avg_pool1d(target, window, stride)
+    return F.mse_loss(a, b)
+
+
 def total_loss(model, x: torch.Tensor, weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
     """All four terms on one batch.
 
@@ -166,7 +184,14 @@ def total_loss(model, x: torch.Tensor, weights: LossWeights) -> tuple[torch.Tens
     zl2 = encoding_l2(z, n) if weights.z else x.new_zeros(())
     loss = recon + weights.mix * mix + weights.zero * zero.float() + weights.z * zl2
     parts = {"recon": float(recon.detach()), "mix": float(mix.detach()), "zero": float(zero.detach()),
-             "z": float(zl2.detach()), "total": float(loss.detach())}
+             "z": float(zl2.detach())}
+    if weights.lowfreq:
+        from resp_sep.preprocess import MODEL_FS
+
+        lf = lowfreq_loss(logits.float(), x.float(), max(1, int(round(weights.lowfreq_s * MODEL_FS))))
+        loss = loss + weights.lowfreq * lf
+        parts["lowfreq"] = float(lf.detach())
+    parts["total"] = float(loss.detach())
     return loss, parts
 
 

@@ -52,6 +52,22 @@ CHUNK = 1 << 18
 SIM_START = _dt.datetime(2000, 1, 1, 22, 0, 0)
 
 
+#: modulation strengths of ``profile="real"``, chosen so that the median |r| of each modulation with
+#: the belt over 60-s windows (scripts/modulation_table.py) matches MARSH's (measured on the 14
+#: MARSH recordings not held out: ECG baseline 0.22, R amplitude 0.77, RSA 0.75, PPG baseline 0.34,
+#: PPG amplitude 0.43; this profile, 16 x 5 min: 0.29, 0.81, 0.78, 0.36, 0.42; the default profile
+#: 0.98, 0.95, 0.77, 0.93, 0.86; docs/experiments.md). Ranges are (low, high) of a per-recording
+#: uniform draw; "*_noise" are
+#: standard deviations of in-band (below 0.7 Hz) non-respiratory drift, "*_jitter" of the
+#: per-beat log-amplitude.
+REAL_PROFILE = {
+    "bw_mv": (0.015, 0.045), "ecg_inband_noise_mv": 0.03, "am": (0.10, 0.25), "beat_jitter": 0.045,
+    "rsa": (0.09, 0.16), "pbw": (0.03, 0.10), "ppg_inband_noise": 0.14, "pam": (0.05, 0.20),
+    "pulse_jitter": 0.10,
+}
+PROFILES = ("default", "real")
+
+
 @dataclass
 class Simulation:
     """A synthetic recording and its ground truth.
@@ -301,6 +317,7 @@ def simulate(
     noise: float = 1.0,
     artefacts: bool = True,
     mains_hz: float | None = None,
+    profile: str = "default",
 ) -> Simulation:
     """Simulate an ECG + PPG recording with a known respiration.
 
@@ -327,6 +344,12 @@ def simulate(
         per hour and at least one.
     mains_hz : float, optional
         Add mains interference (50 or 60 Hz, 0.02 mV) to the ECG.
+    profile : {"default", "real"}
+        ``"default"``: the modulation strengths below, where breathing is plain to see in every
+        channel. ``"real"``: strengths calibrated to resting adults (MARSH; see
+        :data:`REAL_PROFILE` and ``scripts/modulation_table.py``): baseline wander weak and buried
+        in non-respiratory drift in the breathing band, R-amplitude and pulse-amplitude
+        modulation partly masked by beat-to-beat variability, PPG baseline modulation weak.
 
     Returns
     -------
@@ -350,6 +373,9 @@ def simulate(
         raise ValueError(f"ppg_fs must be positive, got {ppg_fs}")
     if breathing == "constant" and not (0 < rate_bpm <= 120):
         raise ValueError(f"rate_bpm must be in (0, 120], got {rate_bpm}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    real = profile == "real"
     noise = float(max(noise, 0.0))
     fs = float(fs)
     seed = int(seed)
@@ -370,7 +396,7 @@ def simulate(
 
     # --- heart: slow trend (random walk) times RSA, integrated into beat times
     hr_trend = _smooth_walk(r_heart, duration_s + 10, 90.0, r_heart.uniform(60, 80), 4.0, HR_MIN_BPM, HR_MAX_BPM)
-    rsa = r_mod.uniform(0.06, 0.12)
+    rsa = r_mod.uniform(*REAL_PROFILE["rsa"]) if real else r_mod.uniform(0.06, 0.12)
     hr = hr_trend(np.clip(tc, 0, None)) * (1.0 + rsa * resp_c)
     cyc = np.cumsum(hr / 60.0) / COARSE_FS + r_heart.uniform(0, 1)
     m = np.arange(np.ceil(cyc[0]), np.floor(cyc[-1]) + 1)
@@ -380,23 +406,28 @@ def simulate(
     stretch = np.sqrt(np.clip(rr, 0.3, 2.0))  # QT ~ sqrt(RR) (Bazett)
     resp_at_r = breaths.volume(r_peaks)
     ecg_gain = r_mod.uniform(0.8, 1.6)  # mV of the R wave
-    am = r_mod.uniform(0.15, 0.30) * r_mod.choice([-1.0, 1.0])
-    beat_amp = ecg_gain * (1.0 + am * resp_at_r) * np.exp(r_heart.normal(0, 0.02, r_peaks.size))
-    bw = r_mod.uniform(0.08, 0.20) * r_mod.choice([-1.0, 1.0])
+    am = r_mod.uniform(*(REAL_PROFILE["am"] if real else (0.15, 0.30))) * r_mod.choice([-1.0, 1.0])
+    jit = REAL_PROFILE["beat_jitter"] if real else 0.02
+    beat_amp = ecg_gain * (1.0 + am * resp_at_r) * np.exp(r_heart.normal(0, jit, r_peaks.size))
+    bw = r_mod.uniform(*(REAL_PROFILE["bw_mv"] if real else (0.08, 0.20))) * r_mod.choice([-1.0, 1.0])
 
     # --- PPG pulses: foot after the R peak by the pulse arrival time
     pat = r_mod.uniform(0.20, 0.28) + _lowpass_noise(r_heart, tc.size, COARSE_FS, 0.01, 0.01)
     feet = r_peaks + np.interp(r_peaks, tc, pat) + r_heart.normal(0, 0.003, r_peaks.size)
     feet = np.maximum.accumulate(feet)
-    pam = r_mod.uniform(0.10, 0.25)
-    pulse_amp = (1.0 - pam * breaths.volume(feet)) * np.exp(r_heart.normal(0, 0.03, feet.size))
-    pbw = -r_mod.uniform(0.10, 0.25)
+    pam = r_mod.uniform(*(REAL_PROFILE["pam"] if real else (0.10, 0.25)))
+    pjit = REAL_PROFILE["pulse_jitter"] if real else 0.03
+    pulse_amp = (1.0 - pam * breaths.volume(feet)) * np.exp(r_heart.normal(0, pjit, feet.size))
+    pbw = -r_mod.uniform(*(REAL_PROFILE["pbw"] if real else (0.10, 0.25)))
 
     # --- slow non-respiratory drifts (coarse grid, interpolated per sample)
     ecg_drift = _lowpass_noise(r_ecg, tc.size, COARSE_FS, 0.03, 0.05 * noise)
     ppg_drift = _lowpass_noise(r_ppg, tc.size, COARSE_FS, 0.02, 0.10 * noise)
     thor_drift = _lowpass_noise(r_ref, tc.size, COARSE_FS, 0.01, 0.15 * noise)
     thor_gain = r_ref.uniform(0.8, 1.2)
+    if real:  # non-respiratory drift inside the breathing band (drawn last: the default streams stay put)
+        ecg_drift = ecg_drift + _lowpass_noise(r_ecg, tc.size, COARSE_FS, 0.7, REAL_PROFILE["ecg_inband_noise_mv"] * noise)
+        ppg_drift = ppg_drift + _lowpass_noise(r_ppg, tc.size, COARSE_FS, 0.7, REAL_PROFILE["ppg_inband_noise"] * noise)
 
     n = round(duration_s * fs)
     n_ppg = round(duration_s * ppg_fs)

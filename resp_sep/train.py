@@ -44,7 +44,8 @@ class TrainConfig:
     (held-out test subjects). same_subject : groups of record names from one person.
     val_ref : reference role for validation MAE ("thor", "nasal" or "none").
     simulate : number of simulated recordings added to training and validation (0 = none),
-    simulate_minutes : their length. check_heart_rate : run the heart-rate quality filter.
+    simulate_minutes : their length, simulate_profile : "default" or "real" (modulation strengths
+    calibrated to MARSH, :data:`resp_sep.simulate.REAL_PROFILE`). check_heart_rate : run the heart-rate quality filter.
 
     folder_weights : {folder name or path fragment: weight}: expected appearances per epoch of
     each segment of the recordings in that folder (default 1); 0 excludes them (never read).
@@ -79,6 +80,7 @@ class TrainConfig:
     max_val_segments: int = 256
     simulate: int = 0
     simulate_minutes: float = 10.0
+    simulate_profile: str = "default"
     check_heart_rate: bool = True
     cache_dir: str = ""
     epochs: int = 10
@@ -180,9 +182,11 @@ def _simulated_inputs(cfg: TrainConfig, cache_dir: Path, log: Callable) -> list[
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(cfg.simulate):
-        p = folder / f"sim-{cfg.seed:04d}-{i:04d}-{int(cfg.simulate_minutes * 60)}s.edf"
+        tag = "" if cfg.simulate_profile == "default" else f"-{cfg.simulate_profile}"
+        p = folder / f"sim-{cfg.seed:04d}-{i:04d}-{int(cfg.simulate_minutes * 60)}s{tag}.edf"
         if not p.exists():
-            sim = simulate(duration_s=cfg.simulate_minutes * 60, fs=256, seed=cfg.seed * 100_003 + i)
+            sim = simulate(duration_s=cfg.simulate_minutes * 60, fs=256, seed=cfg.seed * 100_003 + i,
+                           profile=cfg.simulate_profile)
             write_simulation(sim, p)
         paths.append(str(p))
     log(f"simulated recordings: {len(paths)} x {cfg.simulate_minutes:g} min in {folder}")

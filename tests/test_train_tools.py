@@ -143,3 +143,27 @@ def test_cli_bad_folder_weight_is_usage_error(run_cli_proc, tmp_path):
     code, _out, err = run_cli_proc(["train", "--simulate", "1", "--folder-weight", "mitdb", "--out",
                                    str(tmp_path / "x.pt")])
     assert code == 2 and "FOLDER=WEIGHT" in err and "Traceback" not in err
+
+
+def test_lowfreq_loss_sees_drift_not_beats():
+    from resp_sep.losses import lowfreq_loss
+
+    t = torch.arange(12_288) / 200.0
+    x = (0.5 + 0.2 * torch.sin(2 * torch.pi * 0.25 * t))[None, None]
+    beats = 0.2 * torch.sin(2 * torch.pi * 5.0 * t)[None, None]  # averages out over 1 s
+    logit = lambda p: torch.log(p / (1 - p))  # noqa: E731
+    assert float(lowfreq_loss(logit(x + beats), x, 200)) < 1e-4
+    assert float(lowfreq_loss(logit(torch.full_like(x, 0.5)), x, 200)) > 1e-2
+
+
+def test_simulator_real_profile():
+    from resp_sep.simulate import simulate
+
+    a = simulate(60, fs=100, seed=3)
+    b = simulate(60, fs=100, seed=3, profile="default")
+    c = simulate(60, fs=100, seed=3, profile="real")
+    assert np.array_equal(a.ecg, b.ecg) and np.array_equal(a.resp, c.resp)  # same breathing, other strengths
+    assert not np.array_equal(a.ecg, c.ecg)
+    assert np.array_equal(c.ecg, simulate(60, fs=100, seed=3, profile="real").ecg)
+    with pytest.raises(ValueError, match="profile"):
+        simulate(60, fs=100, seed=3, profile="icu")
