@@ -361,7 +361,7 @@ def _extract_one(path: str, out_file: str, opts, rates_file: str | None, show_pr
     import time
     from pathlib import Path
 
-    from resp_sep.separate import extract_file
+    from resp_sep.pipeline import extract_file
 
     t = time.perf_counter()
     o = dataclasses.replace(opts, rates=rates_file)
@@ -392,13 +392,14 @@ def extract(
     recordings: list[str] = typer.Argument(..., help="Recordings, folders or globs (EDF/BDF/WFDB, mixed)."),
     out_file: Optional[str] = typer.Option(None, "--out", "-o", help="Output file for a single recording (resp.csv)."),
     out_dir: Optional[str] = typer.Option(None, "--out-dir", "-d", help="Output folder for batches: NAME.resp.csv per recording."),
-    signal: str = typer.Option("auto", "--signal", "-s", help="auto (ECG if present, else PPG), ecg or ppg."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint path or shipped name (default: shipped model for the signal)."),
+    method: str = typer.Option("fusion", "--method", help="fusion (every source, quality-weighted; default), separator, a source name (see docs/method.md) or a comma-separated list of sources to fuse."),
+    signal: str = typer.Option("auto", "--signal", "-s", help="auto (ECG and PPG when both are present), ecg, ppg or both."),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Separator checkpoint (path or shipped name; ecg=PATH / ppg=PATH when both are used; repeatable). Default: the shipped models."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     channel: Optional[list[str]] = typer.Option(None, "--channel", "-c", help="Force a role: ROLE=LABEL (repeatable)."),
     out_rate: float = typer.Option(25.0, "--out-rate", help="Sample rate of the output respiration in Hz."),
     fmt: str = typer.Option("csv", "--format", help="csv (time_s,resp) or edf (EDF+ with the respiration channel)."),
-    rates: Optional[str] = typer.Option(None, "--rates", help="Also write breaths/min per 60-s window: a CSV path (single file), or any value in batch mode (NAME.rates.csv in --out-dir)."),
+    rates: Optional[str] = typer.Option(None, "--rates", help="Also write breaths/min per 60-s window with confidence, flag and contributing sources: a CSV path (single file), or any value in batch mode (NAME.rates.csv in --out-dir)."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Single file: write an overview figure (PNG)."),
     hop_s: float = typer.Option(30.72, "--hop", help="Step between model segments in s (segments are 61.44 s; smaller = more overlap)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Segments per model call (default: 16 on CPU, 128 on CUDA)."),
@@ -420,8 +421,10 @@ def extract(
 
     from resp_sep.channels import parse_overrides
     from resp_sep.io import find_recordings
-    from resp_sep.separate import ExtractOptions
+    from resp_sep.pipeline import ExtractOptions, check_method, check_signal
 
+    check_method(method)
+    check_signal(signal)
     if fmt not in ("csv", "edf"):
         raise RespSepError(f"--format must be csv or edf (got '{fmt}')", exit_code=2)
     if not (0.5 <= out_rate <= 200):
@@ -442,7 +445,7 @@ def extract(
         raise RespSepError("give --out FILE (or --out-dir DIR)", exit_code=2)
     if batch and plot:
         raise RespSepError("--plot works on a single recording", exit_code=2)
-    opts = ExtractOptions(signal=signal, model=model, device=device, channel=overrides, out_rate=out_rate,
+    opts = ExtractOptions(method=method, signal=signal, model=tuple(model or ()), device=device, channel=overrides, out_rate=out_rate,
                           hop_s=hop_s, batch_size=batch_size, fmt=fmt, plot=plot)
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -457,11 +460,11 @@ def extract(
                 out.print(f"[dim]skipped[/] {p} -> {o} (exists; --overwrite to replace)")
             continue
         tasks.append((p, o, r))
-    if tasks and not model:  # fail early, once, if the shipped model is missing
+    if tasks and not model and method in ("fusion", "separator"):  # fail early, once, if a shipped model is missing
         from resp_sep.checkpoint import resolve_model
 
-        if signal in ("ecg", "ppg"):
-            resolve_model(None, signal)
+        for k in (("ecg", "ppg") if signal in ("auto", "both") else (signal,)):
+            resolve_model(None, k)
     cores = _os.cpu_count() or 1
     per_job = threads or max(1, cores // jobs)
 
@@ -471,7 +474,9 @@ def extract(
             return
         if info["status"] == "ok":
             extra = f", {info['median_bpm']:.1f} breaths/min median" if info.get("median_bpm") else ""
-            out.print(f"[green]ok[/] {info['file']} -> {info['out']} ({info['signal']} '{info['channel']}', "
+            if info.get("low_confidence"):
+                extra += f", {info['low_confidence']} low-confidence windows"
+            out.print(f"[green]ok[/] {info['file']} -> {info['out']} ({info['method']}: {info['signal']} '{info['channel']}', "
                       f"{info['duration_s'] / 3600:.2f} h, {info['seconds']:.1f} s{extra})")
             if info.get("note") and not quiet:
                 out.print(f"   [yellow]note[/] {info['note']}")
@@ -521,10 +526,11 @@ def _finish_batch(results: list[dict], as_json: bool, quiet: bool, batch: bool) 
 def eval_cmd(
     recordings: list[str] = typer.Argument(..., help="Recordings with a reference channel (files, folders, globs)."),
     ref: str = typer.Option("all", "--ref", help="Reference: thor, nasal or all."),
-    signal: str = typer.Option("auto", "--signal", "-s", help="auto (ECG if present, else PPG), ecg or ppg."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint (default: shipped model for the signal)."),
+    method: str = typer.Option("fusion", "--method", help="What 'respsep' is scored as: fusion (default), separator, or source name(s)."),
+    signal: str = typer.Option("auto", "--signal", "-s", help="auto (ECG and PPG when both are present), ecg, ppg or both."),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Separator checkpoint(s) (default: the shipped models; ecg=PATH / ppg=PATH)."),
     pred_dir: Optional[str] = typer.Option(None, "--pred-dir", help="Score existing NAME.resp.csv outputs from this folder instead of extracting."),
-    baselines: bool = typer.Option(False, "--baselines", help="Add the heuristic baselines on the same windows."),
+    baselines: bool = typer.Option(False, "--baselines", help="Also score the fusion, the separator alone and every single source on the same windows."),
     ref_annotations: Optional[str] = typer.Option(None, "--ref-annotations", help="Also use EDF+ annotations whose label contains LABEL as breath events."),
     start: float = typer.Option(0.0, "--start", help="Score from this time (s)."),
     end: Optional[float] = typer.Option(None, "--end", help="Score up to this time (s), e.g. 270 for CinC 2015."),
@@ -542,7 +548,10 @@ def eval_cmd(
     from resp_sep.channels import parse_overrides
     from resp_sep.evaluate import evaluate_recording, summarise
     from resp_sep.io import find_recordings
+    from resp_sep.pipeline import check_method, check_signal
 
+    check_method(method)
+    check_signal(signal)
     refs = {"thor": ("thor",), "nasal": ("nasal",), "all": ("thor", "nasal")}.get(ref)
     if refs is None:
         raise RespSepError(f"--ref must be thor, nasal or all (got '{ref}')", exit_code=2)
@@ -554,9 +563,10 @@ def eval_cmd(
         if pred_dir:
             pred = _output_name(p, pred_dir, "csv")
         try:
-            r = evaluate_recording(p, signal=signal, refs=refs, pred_csv=pred, baselines=baselines,
+            r = evaluate_recording(p, signal=signal, method=method, refs=refs, pred_csv=pred, baselines=baselines,
                                    overrides=overrides, start_s=start, end_s=end, window_s=window,
-                                   ref_annotations=ref_annotations, separators=separators, model=model, device=device)
+                                   ref_annotations=ref_annotations, separators=separators, model=tuple(model or ()),
+                                   device=device)
             results.append(r)
             if not (quiet or as_json):
                 err.print(f"[green]scored[/] {p}", highlight=False)
@@ -596,7 +606,7 @@ def _print_eval(rows: list[dict], per_record: bool) -> None:
         for c in ("MAE", "MAE common", "windows", "cover", "bias", "95% limits", "|r|", "recs"):
             t.add_column(c, justify="right", no_wrap=True)
         for r in (x for x in rows if x["ref"] == ref):
-            name = f"[bold]{r['method']}[/]" if r["method"] == "respsep" else r["method"]
+            name = f"[bold]{r['method']}[/]" if r["method"] in ("respsep", "fusion") else r["method"]
             t.add_row(name, f(r["mae_bpm"]), f(r["mae_common_bpm"]), str(r["n_windows"]),
                       "-" if math.isnan(r["coverage"]) else f"{100 * r['coverage']:.0f}%", f(r["bias_bpm"]),
                       f"{f(r['loa_low'], 1)}..{f(r['loa_high'], 1)}", f(r["abs_r"]), str(r["n_records"]))
@@ -642,16 +652,20 @@ def demo(
     out_dir: str = typer.Option("respsep-demo", "--out-dir", "-d", help="Folder for the simulated recording, outputs and figure."),
     minutes: float = typer.Option(10.0, "--minutes", "-m", help="Length of the simulated recording."),
     seed: int = typer.Option(7, "--seed", help="Simulation seed."),
-    model: Optional[str] = typer.Option(None, "--model", help="ECG checkpoint (default: the shipped ECG model)."),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="Separator checkpoint(s) (default: the shipped models)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
-    """Simulate a recording with known breathing, extract it with the shipped model, score it, plot it."""
+    """Simulate a recording with known breathing, extract it with the default method, score every method, plot it.
+
+    The table puts respsep's default output (the fusion of every source) beside the separator alone
+    and each single source, all against the simulation's true respiration, whichever wins.
+    """
     from pathlib import Path
 
     import numpy as np
 
     from resp_sep.evaluate import demo_scores
-    from resp_sep.separate import ExtractOptions, extract_file
+    from resp_sep.pipeline import ExtractOptions, extract_file
     from resp_sep.simulate import simulate as run_sim
     from resp_sep.simulate import write_simulation
 
@@ -660,24 +674,33 @@ def demo(
     rec = d / f"simulated-{seed}.edf"
     sim = run_sim(duration_s=minutes * 60, fs=256, seed=seed)
     write_simulation(sim, rec)
-    csv, png = d / "resp.csv", d / "resp.png"
-    info = extract_file(str(rec), str(csv), ExtractOptions(signal="ecg", model=model, plot=str(png),
-                                                           rates=str(d / "rates.csv")))
-    rows = demo_scores(sim, str(csv))
+    csv, png, rates = d / "resp.csv", d / "resp.png", d / "rates.csv"
+    models = tuple(model or ())
+    separators: dict = {}
+    info = extract_file(str(rec), str(csv), ExtractOptions(model=models, plot=str(png), rates=str(rates)), separators)
+    rows = demo_scores(sim, str(rec), separators=separators, model=models)
     if as_json:
-        _emit_json({"recording": str(rec), "resp_csv": str(csv), "plot": str(png), "model": info["model"],
-                    "resp_encoder": info["resp_encoder"], "scores": rows})
+        _emit_json({"recording": str(rec), "resp_csv": str(csv), "rates_csv": str(rates), "plot": str(png),
+                    "method": info["method"], "inputs": info["signal"], "sources": info["sources"],
+                    "model": info["model"], "scores": rows})
         return
-    t = Table(title=f"respsep demo: {minutes:g} min simulated ECG (seed {seed}), 60-s windows vs the true respiration",
-              title_justify="left")
+    t = Table(title=f"respsep demo: {minutes:g} min simulated ECG + PPG (seed {seed}), 60-s windows vs the true "
+                    "respiration", title_justify="left")
     for c, j in (("method", "left"), ("MAE (breaths/min)", "right"), ("windows scored", "right"), ("|r| waveform", "right")):
         t.add_column(c, justify=j)
     for r in rows:
-        t.add_row(r["method"], f"{r['mae_bpm']:.2f}" if np.isfinite(r["mae_bpm"]) else "-",
+        label = "respsep (default: fusion)" if r["method"] == "respsep" else r["method"]
+        t.add_row(f"[bold]{label}[/]" if r["method"] == "respsep" else label,
+                  f"{r['mae_bpm']:.2f}" if np.isfinite(r["mae_bpm"]) else "-",
                   r["coverage"], f"{r['abs_r']:.2f}" if np.isfinite(r.get("abs_r", np.nan)) else "-")
     out.print(t)
-    out.print(f"recording: {rec}\nrespiration: {csv} (time_s,resp at 25 Hz)\nfigure: {png}\nmodel: {info['model']} "
-              f"(respiration encoder {info['resp_encoder']})")
+    best = min((r for r in rows if np.isfinite(r["mae_bpm"])), key=lambda r: r["mae_bpm"], default=None)
+    if best is not None and best["method"] not in ("respsep", "fusion"):
+        out.print(f"[yellow]on this recording {best['method']} beats the default[/] "
+                  f"({best['mae_bpm']:.2f} vs {rows[0]['mae_bpm']:.2f} breaths/min)")
+    weights = ", ".join(f"{k} {v:.2f}" for k, v in sorted(info["sources"].items(), key=lambda kv: -kv[1]))
+    out.print(f"recording: {rec}\nrespiration: {csv} (time_s,resp at 25 Hz)\nrates: {rates}\nfigure: {png}\n"
+              f"mean fusion weights: {weights}\nmodels: {info['model']}")
 
 
 # ------------------------------------------------------------------------------------------- entry

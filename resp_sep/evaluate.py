@@ -50,6 +50,8 @@ def waveform_abs_r(a: np.ndarray, fs_a: float, b: np.ndarray, fs_b: float) -> fl
     from resp_sep.preprocess import fill_gaps
     from resp_sep.select import breathing_band
 
+    if not (np.isfinite(a).any() and np.isfinite(b).any()):
+        return float("nan")
     x, y = breathing_band(fill_gaps(a), fs_a), breathing_band(fill_gaps(b), fs_b)
     n = min(len(x), len(y))
     if n < 10 or x[:n].std() == 0 or y[:n].std() == 0:
@@ -94,54 +96,58 @@ def _crop(x: np.ndarray, fs: float, start_s: float, end_s: float | None) -> np.n
     return x[a:b]
 
 
-def evaluate_recording(path: str, *, signal: str = "auto", refs: tuple[str, ...] = ("thor", "nasal"),
-                       separator=None, pred_csv: str | None = None, baselines: bool = False,
-                       overrides: dict | None = None, start_s: float = 0.0, end_s: float | None = None,
-                       window_s: float = 60.0, ref_annotations: str | None = None,
-                       separators: dict | None = None, model: str | None = None, device: str = "auto") -> RecordResult:
-    """Score respsep (and optionally the heuristics) against the references of one recording.
+def evaluate_recording(path: str, *, signal: str = "auto", method: str = "fusion",
+                       refs: tuple[str, ...] = ("thor", "nasal"), pred_csv: str | None = None,
+                       baselines: bool = False, overrides: dict | None = None, start_s: float = 0.0,
+                       end_s: float | None = None, window_s: float = 60.0, ref_annotations: str | None = None,
+                       separators: dict | None = None, model: tuple[str, ...] | str | None = (),
+                       device: str = "auto") -> RecordResult:
+    """Score respsep (and optionally the separator alone and every source) against the references of one recording.
 
     Parameters
     ----------
     path : str
-        Recording with the cardiac channel and at least one reference.
-    signal : {"auto", "ecg", "ppg"}
+        Recording with a cardiac channel and at least one reference.
+    signal : {"auto", "ecg", "ppg", "both"}
+        Inputs used (:mod:`resp_sep.pipeline`).
+    method : str
+        What ``respsep`` means here: ``fusion`` (default), ``separator`` or source name(s).
     refs : tuple of str
         Reference roles to use when present (``thor``, ``nasal``, ``abdo``).
-    separator : Separator, optional
-        Used to extract when ``pred_csv`` is not given (loaded from ``model`` otherwise).
     pred_csv : str, optional
         Existing ``respsep extract`` output to score instead of extracting.
     baselines : bool
-        Add the heuristic baselines (:mod:`resp_sep.baselines`) on the same windows.
+        Also score the fusion, the separator alone and every single source, on the same windows
+        (the same code as ``respsep extract --method NAME``).
     start_s, end_s : float
         Part of the recording to score (s from its start), e.g. ``end_s=270`` for CinC records.
     ref_annotations : str, optional
         Use EDF+ annotations whose label contains this text as breath events (an extra reference).
+    separators : dict, optional
+        Model cache shared across recordings.
 
     Raises
     ------
     InputError
         No usable reference, no cardiac channel, recording too short.
     """
-    from resp_sep.baselines import all_baselines
     from resp_sep.channels import detect_roles
     from resp_sep.io import read_recording
-    from resp_sep.preprocess import MODEL_FS, load_signal
-    from resp_sep.separate import Separator, choose_signal
+    from resp_sep.preprocess import load_signal
 
     rec = read_recording(path)
     p = str(rec.path)
-    sig_role = choose_signal(rec.labels, signal, overrides, p)
     roles = detect_roles(rec.labels, overrides)
-    res = RecordResult(file=p, signal=sig_role)
+    res = RecordResult(file=p, signal=signal)
     ref_waves: dict[str, tuple[np.ndarray, float]] = {}
+    ref_errors = []
     for role in refs:
         if role not in roles:
             continue
         try:
             r = load_signal(rec, role, overrides, fs_out=25.0, min_fs=1.0)
-        except RespSepError:
+        except RespSepError as e:
+            ref_errors.append(e.problem)
             continue
         x = _crop(r.x, 25.0, start_s, end_s)
         res.refs[role] = breathing_rate(x, 25.0, window_s=window_s, start_s=start_s, kind="reference")
@@ -153,32 +159,74 @@ def evaluate_recording(path: str, *, signal: str = "auto", refs: tuple[str, ...]
             res.refs[f"annotations:{ref_annotations}"] = rate_from_breath_times(
                 times[(times >= start_s)], dur, window_s, start_s=start_s)
     if not res.refs:
-        raise InputError(f"no usable reference ({', '.join(refs)}) in this recording", p)
+        why = f": {ref_errors[0]}" if ref_errors else ""
+        raise InputError(f"no usable reference ({', '.join(refs)}) in this recording{why}", p)
 
-    cardiac = load_signal(rec, sig_role, overrides)  # 200 Hz
-    x = _crop(cardiac.x, MODEL_FS, start_s, end_s)
+    waves: dict[str, tuple[np.ndarray, float]] = {}
     if pred_csv:
         y, fs_y = read_pred_csv(pred_csv)
-        y = _crop(y, fs_y, start_s, end_s)
-    else:
-        if separator is None:
-            separators = {} if separators is None else separators
-            if sig_role not in separators:
-                separators[sig_role] = Separator.from_checkpoint(model, sig_role, device)
-            separator = separators[sig_role]
-        y, fs_y = separator.extract(cardiac.x, MODEL_FS, path=p), 25.0
-        y = _crop(y, fs_y, start_s, end_s)
-    waves = {METHOD_RESPSEP: (y, fs_y)}
-    if baselines:
-        try:
-            waves.update(all_baselines(x, MODEL_FS, kind=sig_role))
-        except RespSepError:
-            pass  # no beats found: the heuristics score nothing here, respsep still does
+        waves[METHOD_RESPSEP] = (_crop(y, fs_y, start_s, end_s), fs_y)
+    if baselines or not pred_csv:
+        got, res.signal = method_waves(rec, method=method, signal=signal, baselines=baselines,
+                                       respsep=not pred_csv, overrides=overrides, separators=separators,
+                                       model=model, device=device)
+        waves.update({k: (_crop(w, fs_w, start_s, end_s), fs_w) for k, (w, fs_w) in got.items()})
     for name, (w, fs_w) in waves.items():
         res.methods[name] = breathing_rate(w, fs_w, window_s=window_s, start_s=start_s)
         for ref, (rw, rfs) in ref_waves.items():
             res.abs_r[(name, ref)] = waveform_abs_r(w, fs_w, rw, rfs)
     return res
+
+
+def method_waves(rec, *, method: str = "fusion", signal: str = "auto", baselines: bool = False,
+                 respsep: bool = True, overrides: dict | None = None, separators: dict | None = None,
+                 model: tuple[str, ...] | str | None = (), device: str = "auto") -> tuple[dict, str]:
+    """Respiration waveforms of one recording by every method to compare.
+
+    Parameters
+    ----------
+    rec : Recording
+    method, signal : str
+        What ``respsep`` means (:mod:`resp_sep.pipeline`).
+    baselines : bool
+        Add ``fusion``, ``separator`` and every single source (computed once, fused per method).
+    respsep : bool
+        Include ``respsep`` (the method under evaluation).
+
+    Returns
+    -------
+    waves : dict
+        label -> ``(waveform, fs_hz)``.
+    inputs : str
+        The inputs used, e.g. ``ecg+ppg``.
+    """
+    from dataclasses import replace
+
+    from resp_sep.pipeline import METHOD_FUSION, METHOD_SEPARATOR, ExtractOptions, available_inputs, plan, respiration
+    from resp_sep.sources import source_names
+
+    p = str(rec.path)
+    opts = ExtractOptions(method=method, signal=signal, model=model or (), device=device, channel=overrides)
+    if not baselines:
+        resp = respiration(rec, opts, separators)
+        return {METHOD_RESPSEP: (resp.wave, resp.fs)}, "+".join(resp.channels)
+    from resp_sep.fusion import fuse
+
+    avail = set(available_inputs(rec, overrides))
+    kinds = [k for k in ("ecg", "ppg") if k in avail and (signal in ("auto", "both") or signal == k)]
+    every = [n for k in kinds for n in source_names(k)]
+    resp = respiration(rec, replace(opts, method=",".join(every), signal="auto"), separators)
+    got = {n: o.wave for n, o in resp.sources.items()}
+    combos = {METHOD_RESPSEP: plan(method, signal, avail, p)} if respsep else {}
+    combos[METHOD_FUSION] = plan(METHOD_FUSION, signal, avail, p)
+    combos[METHOD_SEPARATOR] = plan(METHOD_SEPARATOR, signal, avail, p)
+    combos.update({n: [n] for n in got})
+    waves = {}
+    for label, names in combos.items():
+        use = {n: got[n] for n in names if n in got}
+        if use:
+            waves[label] = (fuse(use, resp.fs).wave, resp.fs)
+    return waves, "+".join(resp.channels)
 
 
 def _paired(est: RateWindows, ref: RateWindows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -202,7 +250,7 @@ def summarise(results: list[RecordResult], include_ref_agreement: bool = True) -
     ref_names = sorted({r for res in results for r in res.refs})
     for ref in ref_names:
         methods = sorted({m for res in results if ref in res.refs for m in res.methods},
-                         key=lambda m: (m != METHOD_RESPSEP, m))
+                         key=lambda m: (_rank(m), m))
         # windows every method scored (like-for-like)
         common_mask = {}
         for res in results:
@@ -244,6 +292,11 @@ def summarise(results: list[RecordResult], include_ref_agreement: bool = True) -
     return rows
 
 
+def _rank(method: str) -> int:
+    """Table order: respsep, the fusion, the separator alone, then the single sources."""
+    return {METHOD_RESPSEP: 0, "fusion": 1, "separator": 2}.get(method, 3)
+
+
 def _stats(ref, method, errs, diffs, common, n_ref, per_rec, rs) -> dict:
     e = np.concatenate(errs) if errs else np.zeros(0)
     d = np.concatenate(diffs) if diffs else np.zeros(0)
@@ -260,26 +313,28 @@ def _stats(ref, method, errs, diffs, common, n_ref, per_rec, rs) -> dict:
             "per_record": per_rec}
 
 
-def demo_scores(sim, pred_csv: str, window_s: float = 60.0) -> list[dict]:
-    """Scores of the demo: respsep and the ECG heuristics against a simulation's true respiration.
+def demo_scores(sim, recording: str, window_s: float = 60.0, separators: dict | None = None,
+                model: tuple[str, ...] | str | None = ()) -> list[dict]:
+    """Scores of the demo: respsep's default, the separator alone and every source against the true respiration.
 
     Parameters
     ----------
     sim : Simulation
-        From :func:`resp_sep.simulate.simulate` (has ``resp``, ``ecg``, ``fs``).
-    pred_csv : str
-        The extracted respiration (``time_s,resp``).
+        From :func:`resp_sep.simulate.simulate` (its ``resp`` at ``fs`` is the truth).
+    recording : str
+        The simulation written to disk (what ``respsep extract`` reads).
+
+    Returns
+    -------
+    list of dict
+        ``method``, ``mae_bpm``, ``abs_r``, ``coverage`` (``scored/truth windows``), best first
+        after ``respsep``.
     """
-    from resp_sep.baselines import all_baselines
+    from resp_sep.io import read_recording
 
     truth = breathing_rate(sim.resp, sim.fs, window_s=window_s, kind="reference")
-    y, fs_y = read_pred_csv(pred_csv)
-    waves = {METHOD_RESPSEP: (y, fs_y)}
-    try:
-        waves.update(all_baselines(np.asarray(sim.ecg, dtype=float), sim.fs, kind="ecg"))
-    except RespSepError:
-        pass
-    res = RecordResult(file="simulated", signal="ecg", refs={"truth": truth})
+    waves, inputs = method_waves(read_recording(recording), baselines=True, separators=separators, model=model)
+    res = RecordResult(file="simulated", signal=inputs, refs={"truth": truth})
     for name, (w, fs_w) in waves.items():
         res.methods[name] = breathing_rate(w, fs_w, window_s=window_s)
         res.abs_r[(name, "truth")] = waveform_abs_r(w, fs_w, sim.resp, sim.fs)

@@ -21,29 +21,31 @@ def _save(fig, path: str) -> None:
         fig.savefig(tmp, dpi=110, format=str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else "png")
 
 
-def plot_extraction(path: str, rec, sig, resp: np.ndarray, resp_fs: float, rates=None, overrides=None,
-                    excerpt_s: float = 120.0) -> None:
-    """Input, extracted respiration and (when the file has one) a reference channel.
+def plot_extraction(path: str, rec, resp, rates=None, overrides=None, excerpt_s: float = 120.0) -> None:
+    """Sources, their fusion weights and the fused respiration over time, with a reference when the file has one.
 
-    Shows a ``excerpt_s``-second excerpt from the middle of the recording and, below, the
-    breaths/min per window over the whole recording.
+    Rows: (1) a ``excerpt_s``-second excerpt from the middle: the fused respiration, the three
+    heaviest sources (thin, scaled like it) and the reference; (2) the fusion weight of each
+    source per analysis window over the whole recording; (3) breaths/min per window: respsep
+    (low-confidence windows hollow) and the reference.
 
     Parameters
     ----------
     path : str
         PNG/PDF/SVG file to write.
     rec : Recording
-    sig : LoadedSignal
-        The input channel at 200 Hz.
-    resp : ndarray, shape (n,)
-        Extracted respiration at ``resp_fs`` Hz.
+    resp : resp_sep.pipeline.Respiration
+    rates : RateWindows, optional
+        Breaths/min of ``resp`` per window.
     """
     from resp_sep.channels import detect_roles
     from resp_sep.errors import RespSepError
     from resp_sep.preprocess import load_signal
 
     plt = _plt()
-    dur = len(resp) / resp_fs
+    fs = resp.fs
+    fu = resp.fusion
+    dur = len(resp.wave) / fs
     t0 = max(0.0, dur / 2 - excerpt_s / 2)
     t1 = min(dur, t0 + excerpt_s)
     ref = None
@@ -51,32 +53,61 @@ def plot_extraction(path: str, rec, sig, resp: np.ndarray, resp_fs: float, rates
     for role in ("thor", "nasal", "abdo"):
         if role in roles:
             try:
-                ref = load_signal(rec, role, overrides, fs_out=resp_fs, min_fs=1.0)
+                ref = load_signal(rec, role, overrides, fs_out=fs, min_fs=1.0)
                 break
             except RespSepError:
                 ref = None
-    n_rows = 3 + (ref is not None)
-    fig, axes = plt.subplots(n_rows, 1, figsize=(11, 2.2 * n_rows), constrained_layout=True)
-    a, b = int(t0 * sig.fs), int(t1 * sig.fs)
-    axes[0].plot(np.arange(a, b) / sig.fs, sig.x[a:b], lw=0.5, color="0.3")
-    axes[0].set_title(f"{rec.path.name}: {sig.label} ({sig.role}) input", loc="left")
-    ra, rb = int(t0 * resp_fs), int(t1 * resp_fs)
-    axes[1].plot(np.arange(ra, rb) / resp_fs, resp[ra:rb], lw=1.0, color="tab:blue")
-    axes[1].set_title("extracted respiration (respsep)", loc="left")
-    row = 2
+    fig, axes = plt.subplots(3, 1, figsize=(11, 8), constrained_layout=True)
+    a, b = int(t0 * fs), int(t1 * fs)
+    t = np.arange(a, b) / fs
+
+    def z(x):
+        x = np.asarray(x[a:b], dtype=float)
+        sd = np.nanstd(x)
+        return (x - np.nanmean(x)) / sd if sd > 0 else x
+
+    ax = axes[0]
+    mean_w = fu.weights.mean(axis=0) if len(fu.weights) else np.zeros(len(fu.names))
+    for k in np.argsort(-mean_w)[:3]:
+        name = fu.names[k]
+        if name in resp.sources and len(fu.names) > 1:
+            w = z(resp.sources[name].wave)
+            sign = np.sign(np.nansum(w * z(resp.wave))) or 1.0
+            ax.plot(t, sign * w, lw=0.6, alpha=0.6, label=f"{name} (w {mean_w[k]:.2f})")
+    ax.plot(t, z(resp.wave), lw=1.6, color="tab:blue", label=f"respsep ({resp.method})")
     if ref is not None:
-        axes[row].plot(np.arange(ra, min(rb, len(ref.x))) / resp_fs, ref.x[ra:rb], lw=1.0, color="tab:green")
-        axes[row].set_title(f"reference: {ref.label} ({ref.role})", loc="left")
-        row += 1
-    for ax in axes[:row]:
-        ax.set_xlim(t0, t1)
-    axes[row - 1].set_xlabel("time (s)")
-    ax = axes[row]
+        ax.plot(t[: max(0, min(b, len(ref.x)) - a)], z(ref.x)[: max(0, min(b, len(ref.x)) - a)], lw=1.2,
+                color="tab:green", label=f"reference: {ref.label}")
+    ax.set_xlim(t0, t1)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("z-score")
+    ax.legend(loc="upper right", fontsize=7, ncol=2)
+    ax.set_title(f"{rec.path.name}: {', '.join(f'{k.upper()} {v}' for k, v in resp.channels.items())}", loc="left")
+
+    ax = axes[1]
+    mid = (fu.start_s + fu.end_s) / 2 / 60
+    if len(fu.names) > 1 and len(mid):
+        ax.stackplot(mid, fu.weights.T, labels=fu.names, alpha=0.85)
+        ax.legend(loc="upper right", fontsize=7, ncol=3)
+    else:
+        ax.plot(mid, fu.quality[:, 0] if len(mid) else [], color="tab:blue", label="quality")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("fusion weight")
+    ax.set_xlabel("time (min)")
+    ax.set_title("source weights per analysis window (quality x agreement)", loc="left")
+
+    ax = axes[2]
     if rates is not None and len(rates.bpm):
         from resp_sep.rate import breathing_rate
 
-        mid = (rates.start_s + rates.end_s) / 2
-        ax.plot(mid / 60, rates.bpm, "o-", ms=3, color="tab:blue", label="respsep")
+        mid = (rates.start_s + rates.end_s) / 2 / 60
+        conf = np.array([fu.window_summary(s, e)["confidence"] for s, e in zip(rates.start_s, rates.end_s)])
+        from resp_sep.fusion import LOW_CONFIDENCE
+
+        low = conf < LOW_CONFIDENCE
+        ax.plot(mid, rates.bpm, "-", color="tab:blue", lw=1)
+        ax.plot(mid[~low], rates.bpm[~low], "o", ms=4, color="tab:blue", label="respsep")
+        ax.plot(mid[low], rates.bpm[low], "o", ms=4, mfc="none", color="tab:blue", label="respsep, low confidence")
         if ref is not None:
             rr = breathing_rate(ref.x, ref.fs, window_s=float(rates.end_s[0] - rates.start_s[0]), kind="reference")
             ax.plot((rr.start_s + rr.end_s) / 2 / 60, rr.bpm, "s-", ms=3, color="tab:green", label=f"reference ({ref.label})")

@@ -1,0 +1,317 @@
+"""Fusion of respiratory sources into one respiration waveform, window by window.
+
+No single ECG/PPG modulation carries breathing best for every subject, device or minute (Charlton
+et al., Physiol. Meas. 2016; Karlen et al., IEEE TBME 2013, whose "smart fusion" combines the rates
+of three PPG modulations only when they agree). respsep fuses the *waveforms*, so that the output is
+a respiration signal any breath detector can read, and the rate follows from it:
+
+1. **Windows.** The recording is cut into analysis windows of :data:`WINDOW_S` (hop
+   :data:`HOP_S`; the last window aligned to the end, so every sample is covered).
+2. **Quality.** Each source's spectral concentration in each window (:mod:`resp_sep.quality`) and
+   its dominant breathing frequency ``f_i``.
+3. **Agreement.** The window's consensus frequency ``f_c`` is the weighted median of the ``f_i``
+   (weights ``q_i ** POWER``). A source whose ``f_i`` is off by more than the tolerance
+   (:func:`tolerance_hz`) is down-weighted by ``exp(-((f_i - f_c) / tol)^2 / 2)``: a source that
+   counts a different rhythm is not averaged in.
+4. **Weights.** ``w_i = q_i ** POWER * agreement_i``, normalised to sum to one; sources with no
+   valid signal in the window get 0.
+5. **Alignment.** Each source is z-scored in the window and aligned to the heaviest one (the anchor):
+   the lag (up to a third of a breath, at most :data:`MAX_LAG_S`) and the sign that maximise the
+   cross-correlation. Heart-rate and amplitude modulations reach the ECG/PPG with different delays
+   and either polarity; unaligned, they would cancel.
+6. **Combination.** The weighted sum of the aligned sources; windows are blended with triangular
+   weights divided by their sum (as :func:`resp_sep.separate.overlap_add`), each window's sign
+   chosen to continue the previous one so the waveform never flips.
+7. **Confidence.** Per window: the share of the total quality held by sources that agree with
+   ``f_c``, times the concentration of the fused waveform. Windows whose two best sources disagree
+   (both above :data:`GOOD_QUALITY`, frequencies apart beyond tolerance) are flagged
+   ``disagree``; windows with confidence below :data:`LOW_CONFIDENCE` are ``low_confidence``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from resp_sep.quality import window_spectra
+
+#: analysis window and hop (s).
+WINDOW_S, HOP_S = 30.0, 15.0
+#: quality exponent of the weights: favours clearly periodic sources.
+POWER = 2.0
+#: largest lag (s) searched when aligning a source to the anchor.
+MAX_LAG_S = 3.0
+#: two sources above this quality that disagree make a window "disagree".
+GOOD_QUALITY = 0.5
+#: windows whose confidence is below this are "low_confidence".
+LOW_CONFIDENCE = 0.3
+#: sources are clipped at this many robust standard deviations: an artefact must not outvote breathing.
+CLIP = 5.0
+FLAGS = ("ok", "low_confidence", "disagree", "no_source")
+
+
+def tolerance_hz(f_hz: np.ndarray | float) -> np.ndarray:
+    """Frequency tolerance (Hz) within which two sources agree: 10 % of the rate, at least 1.2 breaths/min."""
+    return np.maximum(0.02, 0.10 * np.asarray(f_hz, dtype=float))
+
+
+@dataclass
+class FusionResult:
+    """The fused respiration and how it was made.
+
+    Attributes
+    ----------
+    wave : numpy.ndarray, shape (n,)
+        Fused respiration (z-score units) at ``fs``; NaN where no source is valid.
+    fs : float
+        Sampling rate (Hz).
+    names : list of str
+        The sources, in column order of the per-window arrays.
+    start_s, end_s : numpy.ndarray, shape (n_windows,)
+        Analysis windows (s).
+    weights : numpy.ndarray, shape (n_windows, n_sources)
+        Normalised fusion weights (rows sum to 1, or 0 when no source is valid).
+    quality : numpy.ndarray, shape (n_windows, n_sources)
+        Each source's spectral concentration.
+    peak_hz : numpy.ndarray, shape (n_windows, n_sources)
+        Each source's dominant breathing frequency (Hz).
+    consensus_hz : numpy.ndarray, shape (n_windows,)
+        Weighted-median frequency (Hz).
+    confidence : numpy.ndarray, shape (n_windows,)
+        0..1 (module docstring, step 7).
+    flag : numpy.ndarray of str, shape (n_windows,)
+        One of :data:`FLAGS`.
+    sign, lag_s : numpy.ndarray, shape (n_windows, n_sources)
+        The alignment applied to each source.
+    """
+
+    wave: np.ndarray
+    fs: float
+    names: list[str]
+    start_s: np.ndarray
+    end_s: np.ndarray
+    weights: np.ndarray
+    quality: np.ndarray
+    peak_hz: np.ndarray
+    consensus_hz: np.ndarray
+    confidence: np.ndarray
+    flag: np.ndarray
+    sign: np.ndarray = field(repr=False, default=None)
+    lag_s: np.ndarray = field(repr=False, default=None)
+
+    def window_summary(self, start_s: float, end_s: float) -> dict:
+        """Confidence, flag and mean weight per source over the analysis windows overlapping [start_s, end_s).
+
+        The confidence is the overlap-weighted mean; the flag the worst one seen.
+        """
+        ov = np.clip(np.minimum(self.end_s, end_s) - np.maximum(self.start_s, start_s), 0, None)
+        if not ov.any():
+            return {"confidence": 0.0, "flag": "no_source", "weights": {}}
+        w = ov / ov.sum()
+        weights = (self.weights * w[:, None]).sum(axis=0)
+        flags = self.flag[ov > 0]
+        worst = max(flags, key=FLAGS.index)
+        return {"confidence": float((self.confidence * w).sum()), "flag": str(worst),
+                "weights": {n: float(v) for n, v in zip(self.names, weights) if v > 0}}
+
+
+def window_starts(n: int, length: int, hop: int) -> np.ndarray:
+    """Window starts (samples) covering ``n`` samples; the last window ends at ``n`` (one window if n <= length)."""
+    if n <= length:
+        return np.zeros(1, int)
+    starts = np.arange(0, n - length + 1, hop)
+    if starts[-1] != n - length:
+        starts = np.append(starts, n - length)
+    return starts
+
+
+def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S, hop_s: float = HOP_S,
+         power: float = POWER) -> FusionResult:
+    """Fuse respiratory sources sampled on one grid.
+
+    Parameters
+    ----------
+    waves : dict of str to numpy.ndarray, each shape (n,)
+        Source waveforms (any unit and sign), NaN where invalid; equal lengths.
+    fs : float
+        Their rate (Hz).
+    window_s, hop_s : float
+        Analysis window and hop (s).
+    power : float
+        Quality exponent of the weights.
+
+    Returns
+    -------
+    FusionResult
+    """
+    names = list(waves)
+    if not names:
+        raise ValueError("nothing to fuse: no sources")
+    X = np.stack([_normalise(np.asarray(waves[k], dtype=np.float64)) for k in names])  # (S, n)
+    n_src, n = X.shape
+    length = min(n, max(4, int(round(window_s * fs))))
+    hop = max(1, min(length, int(round(hop_s * fs))))
+    starts = window_starts(n, length, hop)
+    n_win = starts.size
+
+    spectra = [window_spectra(X[i], fs, starts, length) for i in range(n_src)]
+    quality = np.stack([s.concentration for s in spectra], axis=1)  # (W, S)
+    peak = np.stack([s.peak_hz for s in spectra], axis=1)
+    base = np.where(np.isfinite(peak), quality ** power, 0.0)
+    consensus = np.array([_weighted_median(peak[w], base[w]) for w in range(n_win)])
+    tol = tolerance_hz(consensus)
+    dev = (peak - consensus[:, None]) / tol[:, None]
+    agreement = np.where(np.isfinite(dev), np.exp(-0.5 * np.clip(dev, -50, 50) ** 2), 0.0)
+    raw = base * agreement
+    tot = raw.sum(axis=1, keepdims=True)
+    weights = np.where(tot > 0, raw / np.where(tot > 0, tot, 1), 0.0)
+
+    acc = np.zeros(n)
+    wsum = np.zeros(n)
+    taper = np.minimum(np.arange(length) + 1, length - np.arange(length)).astype(float)
+    taper /= taper.max()
+    signs = np.zeros((n_win, n_src))
+    lags = np.zeros((n_win, n_src))
+    fused_conc = np.zeros(n_win)
+    max_lag = int(round(MAX_LAG_S * fs))
+    for w, a in enumerate(starts):
+        if not tot[w, 0] > 0:
+            continue
+        seg, sg, lg = _combine(X, a, length, weights[w], consensus[w], fs, max_lag)
+        signs[w], lags[w] = sg, lg / fs
+        ok = np.isfinite(seg)
+        if not ok.any():
+            continue
+        # keep the waveform's polarity continuous across windows
+        prev = acc[a:a + length] / np.where(wsum[a:a + length] > 0, wsum[a:a + length], 1)
+        both = ok & (wsum[a:a + length] > 0)
+        if both.sum() > 2 and np.dot(np.nan_to_num(seg[both]), prev[both]) < 0:
+            seg, signs[w] = -seg, -signs[w]
+        tw = np.where(ok, taper, 0.0)
+        acc[a:a + length] += tw * np.nan_to_num(seg)
+        wsum[a:a + length] += tw
+        fused_conc[w] = window_spectra(seg, fs, np.zeros(1, int), length).concentration[0]
+    wave = np.where(wsum > 0, acc / np.where(wsum > 0, wsum, 1), np.nan)
+
+    agree_share = np.where(base.sum(axis=1) > 0, (base * (np.abs(dev) <= 1)).sum(axis=1)
+                           / np.where(base.sum(axis=1) > 0, base.sum(axis=1), 1), 0.0)
+    confidence = np.clip(agree_share * fused_conc, 0.0, 1.0)
+    flag = _flags(quality, peak, tol, confidence, tot[:, 0] > 0)
+    t0 = starts / fs
+    return FusionResult(wave, fs, names, t0, t0 + length / fs, weights, quality, peak, consensus,
+                        confidence, flag, signs, lags)
+
+
+def _combine(X: np.ndarray, a: int, length: int, weights: np.ndarray, f_c: float, fs: float,
+             max_lag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One window's weighted sum of z-scored, aligned sources; returns (segment, signs, lags in samples)."""
+    n_src, n = X.shape
+    order = np.argsort(-weights)
+    anchor = order[0]
+    lag_lim = max_lag
+    if np.isfinite(f_c) and f_c > 0:
+        lag_lim = min(max_lag, int(fs / f_c / 3))  # a third of a breath: beyond that, sign and lag trade places
+    signs = np.zeros(n_src)
+    lags = np.zeros(n_src, int)
+    ref = X[anchor, a:a + length]
+    gain = _std(ref)
+    num = np.zeros(length)
+    den = np.zeros(length)
+    for i in order:
+        if weights[i] <= 0:
+            continue
+        if i == anchor:
+            z, s, lag = ref, 1.0, 0
+        else:
+            z, s, lag = _align(X[i], a, length, ref, lag_lim)
+        # each source at the anchor's scale in this window: a source's units (or a noisy window's size)
+        # must not outweigh its quality weight
+        sd = _std(z)
+        if not sd > 0:
+            continue
+        ok = np.isfinite(z)
+        num += np.where(ok, weights[i] * s * np.nan_to_num(z) * (gain / sd), 0.0)
+        den += np.where(ok, weights[i], 0.0)
+        signs[i], lags[i] = s, lag
+    seg = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    return seg, signs, lags
+
+
+def _align(x: np.ndarray, a: int, length: int, ref: np.ndarray, lag_lim: int) -> tuple[np.ndarray, float, int]:
+    """The window of ``x`` shifted by the lag (|lag| <= lag_lim) and sign that best match ``ref``.
+
+    All lags at once: the rows of a sliding view are the shifted windows; their Pearson correlations
+    with ``ref`` are one matrix-vector product.
+    """
+    n = x.size
+    lo, hi = max(0, a - lag_lim), min(n, a + length + lag_lim)
+    view = np.lib.stride_tricks.sliding_window_view(x[lo:hi], length)  # (n_lags, length)
+    lags = np.arange(view.shape[0]) + lo - a
+    rows = np.nan_to_num(view)
+    valid = np.isfinite(view)
+    cnt = np.maximum(valid.sum(axis=1), 1)
+    mean = rows.sum(axis=1) / cnt
+    dev = np.where(valid, rows - mean[:, None], 0.0)
+    sd = np.sqrt((dev ** 2).sum(axis=1) / cnt)
+    r = np.nan_to_num(ref) - np.nanmean(ref) if np.isfinite(ref).any() else np.zeros(length)
+    c = (dev @ r) / np.where(sd > 0, sd, np.inf)
+    best = int(np.argmax(np.abs(c) - 1e-9 * np.abs(lags)))  # ties: the smallest lag
+    lag = int(lags[best])
+    s = 1.0 if c[best] >= 0 else -1.0
+    return x[a + lag:a + lag + length], s, lag
+
+
+def robust_scale(x: np.ndarray) -> float:
+    """Robust standard deviation of the finite samples: 1.4826 x median absolute deviation (1 if nil)."""
+    v = x[np.isfinite(x)]
+    if v.size < 2:
+        return 1.0
+    s = 1.4826 * float(np.median(np.abs(v - np.median(v))))
+    return s if s > 0 else (float(v.std()) or 1.0)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    """``x`` in units of its robust standard deviation, artefacts clipped at +-CLIP."""
+    return np.clip(x / robust_scale(x), -CLIP, CLIP)
+
+
+def _std(x: np.ndarray) -> float:
+    v = x[np.isfinite(x)]
+    return float(v.std()) if v.size > 1 else 0.0
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(x)
+    if ok.sum() < 2:
+        return np.full(x.shape, np.nan)
+    m, sd = x[ok].mean(), x[ok].std()
+    return (x - m) / sd if sd > 0 else np.where(ok, 0.0, np.nan)
+
+
+def _weighted_median(v: np.ndarray, w: np.ndarray) -> float:
+    ok = np.isfinite(v) & (w > 0)
+    if not ok.any():
+        return np.nan
+    v, w = v[ok], w[ok]
+    o = np.argsort(v)
+    c = np.cumsum(w[o])
+    return float(v[o][np.searchsorted(c, 0.5 * c[-1])])
+
+
+def _flags(quality: np.ndarray, peak: np.ndarray, tol: np.ndarray, confidence: np.ndarray,
+           any_source: np.ndarray) -> np.ndarray:
+    flag = np.full(quality.shape[0], "ok", dtype=object)
+    for w in range(quality.shape[0]):
+        if not any_source[w]:
+            flag[w] = "no_source"
+            continue
+        good = np.flatnonzero((quality[w] >= GOOD_QUALITY) & np.isfinite(peak[w]))
+        if good.size >= 2:
+            top = good[np.argsort(-quality[w, good])[:2]]
+            if abs(peak[w, top[0]] - peak[w, top[1]]) > tol[w]:
+                flag[w] = "disagree"
+                continue
+        if confidence[w] < LOW_CONFIDENCE:
+            flag[w] = "low_confidence"
+    return flag.astype(str)

@@ -1,0 +1,383 @@
+"""One recording through respsep: read → sources → quality → fusion → respiration and breaths/min → outputs.
+
+:func:`respiration` is the library call behind ``respsep extract`` and ``respsep eval``: it picks
+the input channels (ECG, PPG or both), computes the respiratory sources a *method* asks for
+(:mod:`resp_sep.sources`), fuses them (:mod:`resp_sep.fusion`) and returns the respiration
+waveform with everything needed to explain it. :func:`extract_file` writes it.
+
+Methods
+    ``fusion`` (default): every source of the default fusion set, on every selected input;
+    ``separator``: the separator alone (one per selected input; fused when there are two);
+    a source name (``ecg_rsa_sarkar2015``, ``ppg_amplitude``, ...): that source alone;
+    a comma-separated list of source names: those sources, fused.
+Signals
+    ``auto`` (default): ECG and PPG when the recording has both (every PSG does), else the one it has;
+    ``both``: both, an error when one is missing; ``ecg`` or ``ppg``: that one only. A named source
+    implies its own input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from resp_sep.errors import InputError, RespSepError
+from resp_sep.sources import GRID_FS, SOURCES, SignalContext, compute_sources, source_names
+
+METHOD_FUSION = "fusion"
+METHOD_SEPARATOR = "separator"
+SIGNALS = ("auto", "ecg", "ppg", "both")
+#: rates table columns (CSV header of ``--rates``).
+RATE_COLUMNS = ("start_s", "end_s", "breaths_per_min", "quality", "confidence", "flag", "sources")
+
+
+def method_help() -> str:
+    """One line listing the accepted ``--method`` values."""
+    return f"{METHOD_FUSION} (default), {METHOD_SEPARATOR}, or a source: " + ", ".join(SOURCES)
+
+
+def check_method(method: str) -> None:
+    """Raise a usage error (exit 2) for an unknown method or source name."""
+    for name in _method_names(method):
+        if name not in SOURCES:
+            raise RespSepError(f"unknown --method '{name}': use {method_help()}", exit_code=2)
+
+
+def _method_names(method: str) -> list[str]:
+    if method in (METHOD_FUSION, METHOD_SEPARATOR):
+        return []
+    return [m.strip() for m in method.split(",") if m.strip()]
+
+
+def check_signal(signal: str) -> None:
+    """Raise a usage error (exit 2) for an unknown ``--signal``."""
+    if signal not in SIGNALS:
+        raise RespSepError(f"--signal must be one of {', '.join(SIGNALS)} (got '{signal}')", exit_code=2)
+
+
+def plan(method: str, signal: str, available: set[str], path: str | None = None) -> list[str]:
+    """The sources a method runs on a recording whose inputs are ``available`` (subset of {"ecg", "ppg"}).
+
+    Raises
+    ------
+    InputError
+        A needed input is missing.
+    """
+    check_signal(signal)
+    check_method(method)
+    names = _method_names(method)
+    if names:
+        kinds = {SOURCES[n].kind for n in names}
+        missing = kinds - available
+        if missing:
+            raise InputError(f"no {'/'.join(sorted(k.upper() for k in missing))} channel found for "
+                             f"--method {method}; name one with --channel {sorted(missing)[0]}=LABEL", path)
+        return names
+    kinds = _kinds(signal, available, path, single=(method == METHOD_SEPARATOR))
+    if method == METHOD_SEPARATOR:
+        return [f"separator_{k}" for k in kinds]
+    return [n for k in kinds for n in source_names(k, fusion_only=True)]
+
+
+def _kinds(signal: str, available: set[str], path: str | None, single: bool) -> list[str]:
+    if signal in ("ecg", "ppg"):
+        if signal not in available:
+            raise InputError(f"no {signal.upper()} channel found; name one with --channel {signal}=LABEL", path)
+        return [signal]
+    if signal == "both":
+        missing = {"ecg", "ppg"} - available
+        if missing:
+            raise InputError(f"--signal both needs ECG and PPG; no {'/'.join(m.upper() for m in sorted(missing))} "
+                             f"channel found (name one with --channel)", path)
+        return ["ecg", "ppg"]
+    kinds = [k for k in ("ecg", "ppg") if k in available]
+    if not kinds:
+        raise InputError("no ECG or PPG channel found; name one with --channel ecg=LABEL or ppg=LABEL", path)
+    # the separator alone keeps its historical meaning on auto: the ECG model when there is an ECG
+    return kinds[:1] if single else kinds
+
+
+@dataclass
+class ExtractOptions:
+    """Options of :func:`respiration` and :func:`extract_file` (the CLI's ``extract`` flags)."""
+
+    method: str = METHOD_FUSION
+    signal: str = "auto"
+    model: tuple[str, ...] = ()
+    device: str = "auto"
+    channel: dict | None = None
+    out_rate: float = 25.0
+    hop_s: float = 30.72
+    batch_size: int | None = None
+    fmt: str = "csv"
+    rates: str | None = None
+    plot: str | None = None
+    window_s: float = 60.0
+
+    def __post_init__(self):
+        if isinstance(self.model, str):
+            self.model = (self.model,)
+        self.model = tuple(self.model or ())
+
+
+@dataclass
+class Respiration:
+    """The respiration of one recording and how it was made.
+
+    Attributes
+    ----------
+    wave : numpy.ndarray, shape (n,)
+        Respiration (a.u.) at ``fs``; NaN where no source was valid.
+    fs : float
+        :data:`resp_sep.sources.GRID_FS` (Hz).
+    method : str
+    sources : dict
+        name -> :class:`resp_sep.sources.SourceOutput` of every source that ran.
+    failures : dict
+        name -> reason, for sources that could not run on this recording.
+    fusion : FusionResult
+        Weights, quality, confidence and flags per analysis window.
+    channels : dict
+        kind ("ecg"/"ppg") -> the channel label used.
+    notes : list of str
+        Remarks for the user (channel choice, sources that failed).
+    duration_s : float
+    """
+
+    wave: np.ndarray
+    fs: float
+    method: str
+    sources: dict
+    failures: dict
+    fusion: object
+    channels: dict
+    notes: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+    separators: dict = field(default_factory=dict)
+
+    def rates(self, window_s: float = 60.0):
+        """Breaths/min per window of the respiration (:func:`resp_sep.rate.breathing_rate`)."""
+        from resp_sep.rate import breathing_rate
+
+        return breathing_rate(self.wave, self.fs, window_s=window_s)
+
+    def rate_rows(self, window_s: float = 60.0) -> tuple[object, list[dict]]:
+        """Rates per window with the fusion's confidence, flag and contributing sources.
+
+        Returns
+        -------
+        rates : RateWindows
+        rows : list of dict
+            One per window with the keys of :data:`RATE_COLUMNS`; ``sources`` is
+            ``name:weight;...`` (weights >= 0.05, heaviest first); ``flag`` is the rate's own flag
+            when it has no rate, else the fusion's (``ok``, ``low_confidence``, ``disagree``).
+        """
+        r = self.rates(window_s)
+        rows = []
+        for k in range(len(r)):
+            s = self.fusion.window_summary(float(r.start_s[k]), float(r.end_s[k]))
+            w = sorted(((v, n) for n, v in s["weights"].items() if v >= 0.05), reverse=True)
+            flag = s["flag"] if np.isfinite(r.bpm[k]) else str(r.flag[k])
+            rows.append({"start_s": float(r.start_s[k]), "end_s": float(r.end_s[k]), "breaths_per_min": float(r.bpm[k]),
+                         "quality": float(r.quality[k]), "confidence": s["confidence"], "flag": flag,
+                         "sources": ";".join(f"{n}:{v:.2f}" for v, n in w)})
+        return r, rows
+
+
+def available_inputs(rec, overrides: dict | None) -> dict[str, object]:
+    """Roles ("ecg", "ppg") the recording has -> their :class:`RoleChoice`."""
+    from resp_sep.channels import detect_roles
+
+    roles = detect_roles(rec.labels, overrides, path=str(rec.path))
+    return {k: roles[k] for k in ("ecg", "ppg") if k in roles}
+
+
+def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Respiration:
+    """Respiration of one recording by ``opts.method`` on ``opts.signal``.
+
+    Parameters
+    ----------
+    rec : Recording or path
+    opts : ExtractOptions
+    separators : dict, optional
+        Cache ``{kind: Separator}`` shared across recordings (batch runs load each model once).
+    progress : callable, optional
+        ``progress(done, total)`` in separator segments.
+
+    Raises
+    ------
+    InputError
+        No usable input, or none of the method's sources could run.
+    ModelError
+        A separator checkpoint is missing or broken.
+    """
+    from resp_sep.fusion import fuse
+    from resp_sep.io import Recording, read_recording
+    from resp_sep.preprocess import load_signal
+
+    rec = rec if isinstance(rec, Recording) else read_recording(rec)
+    path = str(rec.path)
+    avail = available_inputs(rec, opts.channel)
+    names = plan(opts.method, opts.signal, set(avail), path)
+    separators = {} if separators is None else separators
+    outputs, failures, channels, notes, dur = {}, {}, {}, [], 0.0
+    for kind in ("ecg", "ppg"):
+        wanted = [n for n in names if SOURCES[n].kind == kind]
+        if not wanted:
+            continue
+        try:
+            sig = load_signal(rec, kind, opts.channel, fs_out=None)
+        except InputError as e:
+            if len(names) == len(wanted):  # the only input: its problem is the answer
+                raise
+            failures.update({n: e.problem for n in wanted})
+            notes.append(f"{kind.upper()} not used: {e.problem}")
+            continue
+        channels[kind] = sig.label
+        if sig.note:
+            notes.append(sig.note)
+        dur = max(dur, sig.duration_s)
+        hop = max(1, int(round(opts.hop_s * 200.0)))
+        ctx = SignalContext(sig.x, sig.fs, kind, path=path,
+                            separator=lambda k: _separator(k, opts, separators, path, len(avail) > 1 or len(names) > 1),
+                            separator_options={"hop": min(hop, 12_288), "batch_size": opts.batch_size,
+                                               "progress": progress})
+        out, fail = compute_sources(wanted, ctx)
+        outputs.update(out)
+        failures.update(fail)
+    if not outputs:
+        why = "; ".join(f"{n}: {r}" for n, r in failures.items()) or "no source could run"
+        raise InputError(f"no respiration could be derived ({why})", path)
+    if failures and len(names) > 1:
+        notes.append("sources not used: " + ", ".join(f"{n} ({r})" for n, r in failures.items()))
+    n = max(o.wave.size for o in outputs.values())
+    waves = {k: _fit(o.wave, n) for k, o in outputs.items()}
+    fused = fuse(waves, GRID_FS)
+    return Respiration(fused.wave, GRID_FS, opts.method, outputs, failures, fused, channels, notes, dur,
+                       {k: separators[k] for k in separators if f"separator_{k}" in outputs})
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    return x if x.size == n else np.pad(x, (0, n - x.size), constant_values=np.nan)
+
+
+def _separator(kind: str, opts: ExtractOptions, cache: dict, path: str, several: bool):
+    """The separator for ``kind``: a ``--model`` given for it (``KIND=PATH`` or a checkpoint of that signal), else shipped."""
+    if kind not in cache:
+        from resp_sep.separate import Separator
+
+        cache[kind] = Separator.from_checkpoint(_model_for(kind, opts.model, several), kind, opts.device)
+    return cache[kind]
+
+
+def _model_for(kind: str, models: tuple[str, ...], several: bool) -> str | None:
+    plain = []
+    for m in models:
+        pre, _, rest = m.partition("=")
+        if rest and pre.lower() in ("ecg", "ppg"):
+            if pre.lower() == kind:
+                return rest
+        else:
+            plain.append(m)
+    for m in plain:
+        from resp_sep.checkpoint import load_checkpoint, resolve_model
+
+        if str(load_checkpoint(resolve_model(m, kind)).get("signal", "")) == kind:
+            return m
+    if len(plain) == 1 and not several:
+        return plain[0]  # a single model for a single input: whatever it was trained on, the user asked for it
+    return None
+
+
+def at_rate(wave: np.ndarray, fs: float, out_fs: float, n_out: int | None = None) -> np.ndarray:
+    """``wave`` resampled to ``out_fs`` (anti-aliased), NaN kept where it was NaN; float32."""
+    from resp_sep.preprocess import resample
+
+    bad = ~np.isfinite(wave)
+    x = np.where(bad, 0.0, wave) if bad.any() else wave
+    y = resample(x, fs, out_fs) if out_fs != fs else np.asarray(x, dtype=np.float64)
+    if n_out is not None and y.size != n_out:
+        y = y[:n_out] if y.size > n_out else np.pad(y, (0, n_out - y.size), mode="edge")
+    if bad.any():
+        idx = np.clip(np.floor(np.arange(y.size) * fs / out_fs).astype(int), 0, bad.size - 1)
+        y = np.where(bad[idx], np.nan, y)
+    return y.astype(np.float32)
+
+
+def write_rates_csv(path: str, rows: list[dict]) -> None:
+    """The ``--rates`` table (:data:`RATE_COLUMNS`), written atomically."""
+    import csv
+    import io
+
+    from resp_sep.writers import atomic_output
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(RATE_COLUMNS)
+    for r in rows:
+        w.writerow([f"{r['start_s']:.2f}", f"{r['end_s']:.2f}", f"{r['breaths_per_min']:.3f}", f"{r['quality']:.3f}",
+                    f"{r['confidence']:.3f}", r["flag"], r["sources"]])
+    with atomic_output(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+    """Extract the respiration of one recording and write it (atomically), with optional rates and figure.
+
+    Parameters
+    ----------
+    path : str
+        Recording (EDF/BDF/WFDB).
+    out : str
+        Output file: CSV ``time_s,resp`` at ``opts.out_rate`` Hz, or EDF+ when ``opts.fmt == "edf"``.
+    opts : ExtractOptions
+    separators : dict, optional
+        Model cache shared across a batch.
+
+    Returns
+    -------
+    dict
+        ``file``, ``out``, ``method``, ``signal`` (inputs used), ``channel``, ``duration_s``,
+        ``sources`` (mean weight of each), ``model``, ``median_bpm``/``windows_scored`` (when rates
+        were computed), ``note``.
+    """
+    from resp_sep.io import read_recording
+    from resp_sep.writers import write_csv, write_edf
+
+    rec = read_recording(path)
+    resp = respiration(rec, opts, separators, progress)
+    n_out = max(1, int(round(resp.duration_s * opts.out_rate)))
+    y = at_rate(resp.wave, resp.fs, opts.out_rate, n_out)
+    t = np.arange(y.size) / opts.out_rate
+    if opts.fmt == "edf":
+        write_edf(out, [{"label": "Resp respsep", "fs": opts.out_rate, "unit": "a.u.", "data": np.nan_to_num(y)}],
+                  start_time=rec.start_time)
+    else:
+        write_csv(out, ["time_s", "resp"], [t, y], ["%.4f", "%.6g"])
+    mean_w = resp.fusion.weights.mean(axis=0) if len(resp.fusion.weights) else np.zeros(len(resp.fusion.names))
+    info = {"file": str(rec.path), "out": str(out), "method": opts.method, "signal": "+".join(resp.channels),
+            "channel": ", ".join(resp.channels.values()), "duration_s": round(resp.duration_s, 3),
+            "sources": {n: round(float(v), 3) for n, v in zip(resp.fusion.names, mean_w)},
+            "model": ", ".join(s.name for s in resp.separators.values()) or None,
+            "resp_encoder": ", ".join(str(s.resp_encoder) for s in resp.separators.values()) or None,
+            "note": "; ".join(resp.notes)}
+    rates, rows = None, None
+    if opts.rates or opts.plot:
+        rates, rows = resp.rate_rows(opts.window_s)
+        ok = np.isfinite(rates.bpm)
+        info["median_bpm"] = float(np.median(rates.bpm[ok])) if ok.any() else None
+        info["windows_scored"] = f"{int(ok.sum())}/{len(rates.bpm)}"
+        info["low_confidence"] = int(sum(r["flag"] in ("low_confidence", "disagree") for r in rows))
+    if opts.rates:
+        write_rates_csv(opts.rates, rows)
+        info["rates"] = str(opts.rates)
+    if opts.plot:
+        from resp_sep.plots import plot_extraction
+
+        plot_extraction(opts.plot, rec, resp, rates, opts.channel)
+        info["plot"] = str(opts.plot)
+    return info
