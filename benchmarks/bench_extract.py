@@ -92,9 +92,9 @@ def child(spec: dict) -> None:
     model_s = [0.0]
     res: dict = {}
     if kind == "neurokit":
-        from resp_sep.baselines import all_baselines
+        from resp_sep.sources import all_heuristics
 
-        run = lambda x: all_baselines(x, fs, "ecg")
+        run = lambda x: all_heuristics(x, fs, "ecg")
     else:
         model = C.random_model(spec["model_config"], device=dev)
         k = 2  # the respiration encoder: any index costs the same

@@ -616,7 +616,7 @@ def _print_eval(rows: list[dict], per_record: bool) -> None:
             methods = [x["method"] for x in rows if x["ref"] == ref]
             pr.add_column("recording", no_wrap=True)
             for m in methods:  # short headers: the pooled table above gives the full names
-                pr.add_column(m.replace("nk_ecg_rsp_", "").replace("reference:", "ref:"), justify="right")
+                pr.add_column(m.replace("ecg_rsa_", "rsa_").replace("reference:", "ref:"), justify="right")
             recs = sorted({k for x in rows if x["ref"] == ref for k in x["per_record"]})
             for rec in recs:
                 vals = [next(x for x in rows if x["ref"] == ref and x["method"] == m)["per_record"].get(rec, float("nan"))

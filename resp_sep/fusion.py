@@ -15,10 +15,11 @@ a respiration signal any breath detector can read, and the rate follows from it:
    counts a different rhythm is not averaged in.
 4. **Weights.** ``w_i = q_i ** POWER * agreement_i``, normalised to sum to one; sources with no
    valid signal in the window get 0.
-5. **Alignment.** Each source is z-scored in the window and aligned to the heaviest one (the anchor):
-   the lag (up to a third of a breath, at most :data:`MAX_LAG_S`) and the sign that maximise the
+5. **Alignment.** Each source is scaled like the anchor in the window and aligned to it: the lag (up to a third of a breath, at most :data:`MAX_LAG_S`) and the sign that maximise the
    cross-correlation. Heart-rate and amplitude modulations reach the ECG/PPG with different delays
-   and either polarity; unaligned, they would cancel.
+   and either polarity; unaligned, they would cancel. The anchor is the recording's heaviest source
+   on average wherever it keeps a fair weight (:data:`ANCHOR_SHARE`), so the waveform keeps one
+   time reference; elsewhere the window's heaviest source.
 6. **Combination.** The weighted sum of the aligned sources; windows are blended with triangular
    weights divided by their sum (as :func:`resp_sep.separate.overlap_add`), each window's sign
    chosen to continue the previous one so the waveform never flips.
@@ -46,6 +47,9 @@ MAX_LAG_S = 3.0
 GOOD_QUALITY = 0.5
 #: windows whose confidence is below this are "low_confidence".
 LOW_CONFIDENCE = 0.3
+#: the recording's main source stays the alignment anchor of a window while its weight is at least
+#: this share of the window's heaviest source.
+ANCHOR_SHARE = 0.25
 #: sources are clipped at this many robust standard deviations: an artefact must not outvote breathing.
 CLIP = 5.0
 FLAGS = ("ok", "low_confidence", "disagree", "no_source")
@@ -175,10 +179,14 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
     lags = np.zeros((n_win, n_src))
     fused_conc = np.zeros(n_win)
     max_lag = int(round(MAX_LAG_S * fs))
+    # one time reference for the whole recording where possible: a window aligned to another anchor
+    # would be shifted by the lag between the two, and the cross-fade would smear the breaths
+    main = int(np.argmax(weights.mean(axis=0)))
     for w, a in enumerate(starts):
         if not tot[w, 0] > 0:
             continue
-        seg, sg, lg = _combine(X, a, length, weights[w], consensus[w], fs, max_lag)
+        anchor = main if weights[w, main] >= ANCHOR_SHARE * weights[w].max() else int(np.argmax(weights[w]))
+        seg, sg, lg = _combine(X, a, length, weights[w], consensus[w], fs, max_lag, anchor)
         signs[w], lags[w] = sg, lg / fs
         ok = np.isfinite(seg)
         if not ok.any():
@@ -204,11 +212,10 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
 
 
 def _combine(X: np.ndarray, a: int, length: int, weights: np.ndarray, f_c: float, fs: float,
-             max_lag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One window's weighted sum of z-scored, aligned sources; returns (segment, signs, lags in samples)."""
+             max_lag: int, anchor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One window's weighted sum of sources aligned to ``anchor``; returns (segment, signs, lags in samples)."""
     n_src, n = X.shape
     order = np.argsort(-weights)
-    anchor = order[0]
     lag_lim = max_lag
     if np.isfinite(f_c) and f_c > 0:
         lag_lim = min(max_lag, int(fs / f_c / 3))  # a third of a breath: beyond that, sign and lag trade places

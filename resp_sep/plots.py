@@ -159,7 +159,7 @@ def plot_evaluation(path: str, results) -> None:
                 rr = res.refs[ref]
                 ax.plot((rr.start_s + rr.end_s) / 2 / 60, rr.bpm, "k.-", label=ref, lw=1)
             for name, w in res.methods.items():
-                if name == "respsep" or name.endswith("sarkar2015") or name == "ppg_bandpass":
+                if name in ("respsep", "fusion", "separator") or name.endswith("sarkar2015"):
                     ax.plot((w.start_s + w.end_s) / 2 / 60, w.bpm, ".-", label=name, lw=0.8)
             ax.set_title(_name(res.file), loc="left", fontsize=9)
             ax.set_ylabel("breaths/min")

@@ -257,6 +257,21 @@ def compute_sources(names: list[str], ctx: SignalContext) -> tuple[dict[str, Sou
     return outputs, failures
 
 
+def all_heuristics(x: np.ndarray, fs: float, kind: str, path: str | None = None) -> dict[str, SourceOutput]:
+    """Every heuristic (model-free) source of one ECG or PPG channel; beats are detected once.
+
+    Raises
+    ------
+    InputError
+        When none of them can run (the first reason is given).
+    """
+    ctx = SignalContext(x, fs, kind, path=path)
+    out, failures = compute_sources(source_names(kind, heuristics_only=True), ctx)
+    if not out:
+        raise InputError(next(iter(failures.values()), "no source could run"), path)
+    return out
+
+
 # ----------------------------------------------------------------------------------- ECG sources
 
 
@@ -312,6 +327,7 @@ def _ecg_qrs_area(ctx: SignalContext) -> np.ndarray:
 
 @register("ecg_baseline", "ecg", "baseline wander (the ECG low-passed to the breathing band)")
 def _ecg_baseline(ctx: SignalContext) -> np.ndarray:
+    ctx.r_peaks()  # a channel without heart beats is not an ECG, whatever its wander
     x = _check(ctx.x, ctx.fs, "ECG", ctx.path)
     return _bandpass(_resample(_bridge(x), ctx.fs, GRID_FS, ctx.n_grid), GRID_FS)
 
@@ -321,6 +337,7 @@ def _ecg_baseline(ctx: SignalContext) -> np.ndarray:
 
 @register("ppg_baseline", "ppg", "PPG intensity (the PPG band-passed to the breathing band, RIIV)")
 def _ppg_baseline(ctx: SignalContext) -> np.ndarray:
+    ctx.ppg_beats()  # a channel without pulses is not a PPG
     x = _check(ctx.x, ctx.fs, "PPG", ctx.path)
     return _bandpass(_resample(_bridge(x), ctx.fs, GRID_FS, ctx.n_grid), GRID_FS)
 

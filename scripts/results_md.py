@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 TITLES = {
-    "marsh-ecg": "MARSH, ECG (7 held-out subjects)",
-    "marsh-ppg": "MARSH, PPG (7 held-out subjects)",
-    "cinc-ecg": "CinC 2015, ECG lead II (20 held-out records, first 270 s)",
-    "cinc-ppg": "CinC 2015, PPG (20 held-out records, first 270 s)",
+    "marsh": "MARSH, ECG + PPG (7 held-out subjects)",
+    "cinc": "CinC 2015, ECG lead II + PPG (20 held-out records, first 270 s)",
 }
 
 
@@ -36,7 +34,7 @@ def main(folder: str) -> None:
             print("| method | MAE | MAE on common windows | windows | coverage | bias | 95% limits | waveform abs r |")
             print("|---|---|---|---|---|---|---|---|")
             for r in rows:
-                m = f"**{r['method']}**" if r["method"] == "respsep" else r["method"]
+                m = f"**{r['method']}**" if r["method"] in ("respsep", "fusion") else r["method"]
                 cov = "–" if r["coverage"] is None or math.isnan(r["coverage"]) else f"{100 * r['coverage']:.0f}%"
                 print(f"| {m} | {f(r['mae_bpm'])} | {f(r['mae_common_bpm'])} | {r['n_windows']} | {cov} | "
                       f"{f(r['bias_bpm'])} | {f(r['loa_low'], 1)} .. {f(r['loa_high'], 1)} | {f(r['abs_r'])} |")

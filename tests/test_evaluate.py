@@ -16,9 +16,13 @@ from resp_sep.writers import write_csv
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+TINY = []
+
+
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pt", resp_encoder=1)
+    TINY[:] = [make_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pt", resp_encoder=1)]
+    return TINY[0]
 
 
 @pytest.fixture(scope="module")
@@ -28,21 +32,21 @@ def sim_rec(tmp_path_factory):
     return sim, str(write_simulation(sim, d / "sim.edf"))
 
 
-def test_perfect_prediction_scores_zero(tmp_path, sim_rec):
+def test_perfect_prediction_scores_zero(tmp_path, sim_rec, tiny_ckpt):
     """Scoring the true respiration as a prediction gives ~0 MAE and |r| ~ 1 against the belt."""
     sim, path = sim_rec
     pred = tmp_path / "sim.resp.csv"
     n = int(len(sim.resp) / sim.fs * 25)
     t = np.arange(n) / 25
     write_csv(pred, ["time_s", "resp"], [t, np.interp(t, np.arange(len(sim.resp)) / sim.fs, sim.resp)])
-    res = evaluate_recording(path, pred_csv=str(pred), refs=("thor", "nasal"), baselines=True)
+    res = evaluate_recording(path, pred_csv=str(pred), refs=("thor", "nasal"), baselines=True, model=TINY[0])
     assert set(res.refs) == {"thor", "nasal"}
     rows = summarise([res])
     r = next(x for x in rows if x["ref"] == "thor" and x["method"] == "respsep")
     assert r["mae_bpm"] < 0.5 and r["coverage"] > 0.75 and r["abs_r"] > 0.8
     assert abs(r["bias_bpm"]) < 0.5
     methods = {x["method"] for x in rows if x["ref"] == "thor"}
-    assert {"nk_ecg_rsp_sarkar2015", "ecg_r_amplitude", "reference:nasal"} <= methods
+    assert {"fusion", "separator", "ecg_rsa_sarkar2015", "ecg_r_amplitude", "ppg_amplitude", "reference:nasal"} <= methods
 
 
 def test_wrong_prediction_scores_badly(tmp_path, sim_rec):
@@ -104,7 +108,7 @@ def test_eval_marsh_annotations_and_baselines(tiny_ckpt):
     rows = summarise([res])
     agree = next(r for r in rows if r["ref"] == "thor" and r["method"] == "reference:nasal")
     assert agree["mae_bpm"] < 1.5
-    ann = next(r for r in rows if r["ref"] == "annotations:end-inspiration thorax" and r["method"] == "nk_ecg_rsp_sarkar2015")
+    ann = next(r for r in rows if r["ref"] == "annotations:end-inspiration thorax" and r["method"] == "ecg_rsa_sarkar2015")
     assert ann["n_windows"] >= 10 and ann["mae_bpm"] < 6
 
 
@@ -113,6 +117,7 @@ def test_demo_runs_with_a_given_model(tmp_path, tiny_ckpt):
     assert code == 0, se
     rep = json.loads(so)
     names = [r["method"] for r in rep["scores"]]
-    assert names[0] == "respsep" and "nk_ecg_rsp_sarkar2015" in names
+    assert names[:3] == ["respsep", "fusion", "separator"] and "ecg_rsa_sarkar2015" in names
+    assert "ppg_amplitude" in names and rep["inputs"] == "ecg+ppg"
     assert Path(rep["plot"]).stat().st_size > 10_000
     assert Path(rep["resp_csv"]).read_text().startswith("time_s,resp\n")

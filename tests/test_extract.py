@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import make_tiny_checkpoint
 
-from resp_sep.separate import ExtractOptions, Separator, extract_file, overlap_add, segment_starts
+from resp_sep.pipeline import RATE_COLUMNS, ExtractOptions, extract_file
+from resp_sep.separate import Separator, overlap_add, segment_starts
 from resp_sep.simulate import simulate, write_simulation
 
 
@@ -59,15 +60,16 @@ def test_too_short_recording_is_refused(tiny_ckpt):
 def test_extract_file_csv(tmp_path, tiny_ckpt, recordings):
     _, paths = recordings
     out = tmp_path / "resp.csv"
-    info = extract_file(paths[0], str(out), ExtractOptions(model=tiny_ckpt, rates=str(tmp_path / "r.csv")))
+    info = extract_file(paths[0], str(out), ExtractOptions(method="separator", model=tiny_ckpt,
+                                                           rates=str(tmp_path / "r.csv")))
     lines = out.read_text().splitlines()
     assert lines[0] == "time_s,resp"
     data = np.loadtxt(out, delimiter=",", skiprows=1)
     assert data.shape == (150 * 25, 2)  # 25 Hz default, whole recording covered
     np.testing.assert_allclose(np.diff(data[:, 0]), 0.04, atol=1e-6)
     assert np.isfinite(data[:, 1]).all()
-    assert info["signal"] == "ecg" and info["resp_encoder"] == 2
-    assert (tmp_path / "r.csv").read_text().splitlines()[0] == "start_s,end_s,breaths_per_min,quality"
+    assert info["signal"] == "ecg" and info["resp_encoder"] == "2" and info["sources"] == {"separator_ecg": 1.0}
+    assert (tmp_path / "r.csv").read_text().splitlines()[0] == ",".join(RATE_COLUMNS)
     assert not list(tmp_path.glob(".*tmp*"))
 
 
@@ -133,8 +135,46 @@ def test_cli_errors(tmp_path, tiny_ckpt, recordings):
     assert code == 4 or code == 5
     assert "nope.pt" in se and "Traceback" not in se
     short = write_simulation(simulate(duration_s=40, fs=250, seed=3), tmp_path / "short.edf")
-    code, _, se = run("extract", str(short), "--out", str(tmp_path / "s.csv"), "--model", tiny_ckpt)
+    code, _, se = run("extract", str(short), "--out", str(tmp_path / "s.csv"), "--model", tiny_ckpt,
+                      "--method", "separator")
     assert code == 3 and "too short" in se
+    # the heuristics need no 61-s segment: the default still answers, and says what it left out
+    code, so, se = run("extract", str(short), "--out", str(tmp_path / "s.csv"), "--model", tiny_ckpt)
+    assert code == 0 and "separator_ecg (" in so and "too short" in so
     code, _, se = run("extract", paths[0], "--out", str(tmp_path / "x.csv"), "--model", tiny_ckpt,
                       "--channel", "ecg=NOPE")
     assert code == 3 and "NOPE" in se
+
+
+def test_extract_file_default_is_fusion_of_ecg_and_ppg(tmp_path, recordings):
+    """No options: every source of both inputs, rates with confidence and the contributing sources."""
+    import csv
+
+    _, paths = recordings
+    out, rates = tmp_path / "resp.csv", tmp_path / "rates.csv"
+    info = extract_file(paths[0], str(out), ExtractOptions(rates=str(rates)))
+    assert info["method"] == "fusion" and info["signal"] == "ecg+ppg"
+    assert {"separator_ecg", "separator_ppg", "ecg_rsa_sarkar2015", "ppg_amplitude"} <= set(info["sources"])
+    assert abs(sum(info["sources"].values()) - 1) < 1e-6
+    data = np.loadtxt(out, delimiter=",", skiprows=1)
+    assert data.shape == (150 * 25, 2) and np.isfinite(data[:, 1]).all()
+    rows = list(csv.DictReader(rates.open()))
+    assert len(rows) == 2 and all(0 <= float(r["confidence"]) <= 1 for r in rows)
+    assert all(r["flag"] in ("ok", "low_confidence", "disagree") for r in rows if r["breaths_per_min"] != "nan")
+    assert all(":" in r["sources"] for r in rows)
+
+
+def test_cli_method_and_signal_choices(tmp_path, recordings):
+    _, paths = recordings
+    code, so, se = run("extract", paths[0], "--out", str(tmp_path / "a.csv"), "--method", "ppg_amplitude", "--json")
+    assert code == 0, se
+    rep = json.loads(so)["results"][0]
+    assert rep["signal"] == "ppg" and rep["sources"] == {"ppg_amplitude": 1.0}
+    code, _, se = run("extract", paths[0], "--out", str(tmp_path / "b.csv"), "--method", "nope")
+    assert code == 2 and "unknown --method 'nope'" in se and not (tmp_path / "b.csv").exists()
+    code, _, se = run("extract", paths[0], "--out", str(tmp_path / "c.csv"), "--signal", "xyz")
+    assert code == 2 and "--signal" in se
+    code, so, se = run("extract", paths[0], "--out", str(tmp_path / "d.csv"), "--signal", "ecg",
+                       "--method", "ecg_rsa_sarkar2015,ecg_r_amplitude", "--json")
+    assert code == 0, se
+    assert set(json.loads(so)["results"][0]["sources"]) == {"ecg_rsa_sarkar2015", "ecg_r_amplitude"}

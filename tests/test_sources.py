@@ -1,4 +1,4 @@
-"""Heuristic ECG/PPG respiration surrogates: synthetic RSA and pulse modulation, errors, gaps, MARSH."""
+"""Respiratory sources: synthetic RSA and pulse modulation, errors, gaps, the registry, MARSH."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from scipy.signal import fftconvolve
 
-from resp_sep.baselines import (
+from resp_sep.sources import (
     ECG_RSP_METHODS,
-    OUT_FS,
-    all_baselines,
-    ecg_r_amplitude_edr,
-    ecg_rsp_baselines,
-    ppg_bandpass,
-    ppg_pulse_amplitude,
+    GRID_FS,
+    SOURCES,
+    SignalContext,
+    all_heuristics,
+    compute_source,
+    source_names,
 )
 from resp_sep.errors import InputError
 from resp_sep.rate import breathing_rate, paired_abs_error
@@ -27,8 +27,22 @@ needs_marsh = pytest.mark.skipif(not (MARSH / "marsh-0005.edf").exists(),
                                  reason="../shared/data/marsh-edf not available (fresh clone)")
 
 RESP_BPM = 15.0
-ECG_NAMES = {f"nk_ecg_rsp_{m}" for m in ECG_RSP_METHODS} | {"ecg_r_amplitude"}
-PPG_NAMES = {"ppg_bandpass", "ppg_pulse_amplitude", "ppg_pulse_rate"}
+OUT_FS = GRID_FS
+ECG_NAMES = {f"ecg_rsa_{m}" for m in ECG_RSP_METHODS} | {"ecg_r_amplitude", "ecg_rs_amplitude", "ecg_qrs_area",
+                                                         "ecg_baseline"}
+PPG_NAMES = {"ppg_baseline", "ppg_amplitude", "ppg_rate"}
+
+
+def all_baselines(x, fs, kind):
+    """Every heuristic source as name -> (waveform, fs)."""
+    if kind not in ("ecg", "ppg"):
+        raise ValueError(kind)
+    return {n: (o.wave, o.fs) for n, o in all_heuristics(x, fs, kind).items()}
+
+
+def one(name, x, fs):
+    o = compute_source(name, SignalContext(x, fs, SOURCES[name].kind))
+    return o.wave, o.fs
 
 
 def beat_times(duration_s: float, hr: float = 66.0, rsa: float = 6.0, resp_bpm: float = RESP_BPM) -> np.ndarray:
@@ -93,12 +107,12 @@ def test_ecg_baselines_recover_rsa_rate():
 
 def test_ecg_baselines_polarity_and_rate_independent():
     ecg = synthetic_ecg(300, seed=1)
-    wave, fs = ecg_rsp_baselines(-ecg, 250.0)["nk_ecg_rsp_sarkar2015"]  # inverted leads happen
+    wave, fs = one("ecg_rsa_sarkar2015", -ecg, 250.0)  # inverted leads happen
     _rate_ok(wave, fs)
     from scipy.signal import resample_poly
 
     ecg_1k = resample_poly(ecg, 4, 1)  # a 1000-Hz recording is analysed at 500 Hz
-    wave, fs = ecg_r_amplitude_edr(ecg_1k, 1000.0)
+    wave, fs = one("ecg_r_amplitude", ecg_1k, 1000.0)
     assert wave.shape == (int(300 * OUT_FS),)
     _rate_ok(wave, fs)
 
@@ -135,14 +149,14 @@ def test_missing_samples_stay_missing():
     fs = 250.0
     ecg = synthetic_ecg(300, fs, seed=2)
     ecg[int(120 * fs): int(190 * fs)] = np.nan  # a 70-s lead-off
-    wave, fs_out = ecg_rsp_baselines(ecg, fs)["nk_ecg_rsp_sarkar2015"]
+    wave, fs_out = one("ecg_rsa_sarkar2015", ecg, fs)
     t = np.arange(wave.size) / fs_out
     assert np.isnan(wave[(t > 121) & (t < 189)]).all()
     assert np.isfinite(wave[t < 119]).all()
     r = breathing_rate(wave, fs_out)
     assert r.flag[2] == "nan" and np.isnan(r.bpm[2])
     np.testing.assert_allclose(r.bpm[[0, 4]], RESP_BPM, atol=1.0)
-    wave, _ = ppg_bandpass(np.where(np.isfinite(ecg), synthetic_ppg(300, fs), np.nan), fs)
+    wave, _ = one("ppg_baseline", np.where(np.isfinite(ecg), synthetic_ppg(300, fs), np.nan), fs)
     assert np.isnan(wave[(t > 121) & (t < 189)]).all()
 
 
@@ -153,11 +167,11 @@ def test_one_hour_in_seconds():
     ecg_s = time.perf_counter() - t0
     ppg = synthetic_ppg(3600, 100.0, seed=3)
     t0 = time.perf_counter()
-    ppg_pulse_amplitude(ppg, 100.0)
+    one("ppg_amplitude", ppg, 100.0)
     ppg_s = time.perf_counter() - t0
     print(f"1 h: ECG suite {ecg_s:.1f} s, PPG pulse amplitude {ppg_s:.1f} s")
     assert ecg_s < 15 and ppg_s < 10
-    r = breathing_rate(*out["nk_ecg_rsp_sarkar2015"])
+    r = breathing_rate(*out["ecg_rsa_sarkar2015"])
     assert abs(np.nanmedian(r.bpm) - RESP_BPM) < 1.0
 
 
@@ -173,6 +187,27 @@ def test_marsh_sarkar2015_against_thorax():
     maes = {name: paired_abs_error(breathing_rate(w, fs), ref) for name, (w, fs) in out.items()}
     for name, err in maes.items():
         print(f"marsh-0005 {name}: MAE {err.mean():.2f} breaths/min over {err.size} windows")
-    err = maes["nk_ecg_rsp_sarkar2015"]
+    err = maes["ecg_rsa_sarkar2015"]
     assert err.size >= 12
     assert err.mean() < 6.0
+
+
+def test_registry_one_signature_and_the_fusion_set():
+    assert set(source_names("ecg", heuristics_only=True)) == ECG_NAMES
+    assert set(source_names("ppg", heuristics_only=True)) == PPG_NAMES
+    assert {"separator_ecg", "separator_ppg"} <= set(SOURCES)
+    fusion = source_names(fusion_only=True)
+    assert "ecg_rsa_sarkar2015" in fusion and "ecg_rsa_soni2019" not in fusion  # RSA votes once
+    assert all(SOURCES[n].kind in ("ecg", "ppg") and SOURCES[n].description for n in SOURCES)
+    with pytest.raises(ValueError, match="needs a PPG"):
+        compute_source("ppg_rate", SignalContext(np.zeros(3000), 100.0, "ecg"))
+
+
+def test_beats_are_detected_once_per_channel(monkeypatch):
+    import resp_sep.sources as S
+
+    calls = []
+    real = S.ecg_r_peaks
+    monkeypatch.setattr(S, "ecg_r_peaks", lambda *a, **k: calls.append(1) or real(*a, **k))
+    out = all_heuristics(synthetic_ecg(120), 250.0, "ecg")
+    assert len(out) == len(ECG_NAMES) and len(calls) == 1

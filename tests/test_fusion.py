@@ -1,0 +1,114 @@
+"""Quality and fusion: copies, noise, polarity, lags, disagreement, gaps, windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from resp_sep.fusion import FLAGS, fuse, robust_scale, window_starts
+from resp_sep.quality import window_spectra
+from resp_sep.rate import breathing_rate
+
+FS = 10.0
+
+
+def breathing(duration_s: float, bpm: float = 15.0, seed: int = 0, wander: float = 0.05) -> np.ndarray:
+    """A breathing-like waveform: a slowly wandering rate, a rounded shape, a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(duration_s * FS)) / FS
+    f = bpm / 60.0 * (1 + wander * np.sin(2 * np.pi * t / 170.0))
+    ph = 2 * np.pi * np.cumsum(f) / FS
+    return np.sin(ph) + 0.25 * np.sin(2 * ph + 0.4) + 0.05 * rng.standard_normal(t.size)
+
+
+def noise(duration_s: float, seed: int = 1) -> np.ndarray:
+    from scipy.signal import butter, sosfiltfilt
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(int(duration_s * FS))
+    return sosfiltfilt(butter(2, [0.1, 0.7], "band", fs=FS, output="sos"), x)
+
+
+def test_quality_separates_breathing_from_noise():
+    starts = window_starts(3000, 300, 150)
+    q_b = window_spectra(breathing(300), FS, starts, 300)
+    q_n = window_spectra(noise(300), FS, starts, 300)
+    assert q_b.concentration.min() > 0.75
+    # a 30-s window holds few frequency bins, so noise can look peaked by chance: low on average
+    assert q_n.concentration.mean() < 0.45 and q_n.concentration.max() < 0.7
+    np.testing.assert_allclose(q_b.peak_hz * 60, 15.0, atol=1.5)
+
+
+def test_fusing_copies_returns_the_source():
+    x = breathing(600) * 3.0 + 0.2
+    r = fuse({"a": x, "b": x.copy(), "c": x.copy()}, FS)
+    np.testing.assert_allclose(r.wave, np.clip(x / robust_scale(x), -5, 5), atol=1e-9)
+    np.testing.assert_allclose(r.weights, 1 / 3, atol=1e-12)
+    assert (r.flag == "ok").all() and (r.confidence > 0.5).all()
+
+
+def test_pure_noise_gets_almost_no_weight():
+    x = breathing(600, seed=2)
+    r = fuse({"breath": x, "noise": 3 * noise(600, seed=3)}, FS)
+    k = r.names.index("noise")
+    assert r.quality[:, k].mean() < 0.5 < r.quality[:, 1 - k].min()
+    assert r.weights[:, k].mean() < 0.05 and r.weights[:, k].max() < 0.3
+    rate = breathing_rate(r.wave, FS)
+    np.testing.assert_allclose(np.nanmedian(rate.bpm), 15.0, atol=0.7)
+
+
+def test_polarity_flipped_and_delayed_sources_are_aligned():
+    x = breathing(600, seed=4)
+    flipped = -np.roll(x, 12)  # inverted and 1.2 s late, as an amplitude modulation can be
+    r = fuse({"a": x, "b": flipped}, FS)
+    kb = r.names.index("b")
+    ka = r.names.index("a")
+    # relative sign and lag (either may be the anchor); the end windows cannot look beyond the recording
+    inner = slice(1, -1)
+    assert (r.sign[inner, kb] * r.sign[inner, ka] == -1).all()
+    assert np.all(np.abs((r.lag_s[inner, kb] - r.lag_s[inner, ka]) - 1.2) < 0.15)
+    # aligned, the two add up instead of cancelling: the fusion is either source (at the anchor's timing)
+    best = max(abs(np.corrcoef(r.wave[100:-100], np.roll(x, k)[100:-100])[0, 1]) for k in range(0, 13))
+    assert best > 0.95
+    assert np.nanstd(r.wave) > 0.8 * np.nanstd(x / robust_scale(x))
+
+
+def test_two_good_sources_that_disagree_are_flagged_not_averaged_silently():
+    a, b = breathing(600, 12.0, seed=5), breathing(600, 24.0, seed=6)
+    r = fuse({"a": a, "b": b}, FS)
+    assert (r.flag == "disagree").mean() > 0.9
+    assert (r.confidence < 0.6).all()
+    # with a third source agreeing with one of them, the consensus follows the majority
+    r3 = fuse({"a": a, "b": b, "c": breathing(600, 12.0, seed=7)}, FS)
+    np.testing.assert_allclose(np.median(r3.consensus_hz) * 60, 12.0, atol=0.7)
+    assert r3.weights[:, r3.names.index("b")].mean() < 0.1
+
+
+def test_gaps_and_windows():
+    x = breathing(600, seed=8)
+    y = x.copy()
+    y[2000:3200] = np.nan  # a 2-min lead-off in one source
+    r = fuse({"a": y, "b": x}, FS)
+    assert np.isfinite(r.wave).all()  # the other source bridges the gap
+    both_gone = fuse({"a": y}, FS)
+    assert np.isnan(both_gone.wave[2300:2900]).all() and np.isfinite(both_gone.wave[:1900]).all()
+    assert "no_source" in set(both_gone.flag) and set(both_gone.flag) <= set(FLAGS)
+    # every sample is covered by some window, the last one ends at the end
+    st = window_starts(6001, 300, 150)
+    assert st[0] == 0 and st[-1] == 6001 - 300 and np.all(np.diff(st) <= 150)
+    short = fuse({"a": x[:150]}, FS)  # shorter than one window: one window
+    assert len(short.start_s) == 1 and short.wave.size == 150
+
+
+def test_polarity_stays_continuous_when_the_anchor_changes():
+    """The best source changes halfway and has the opposite polarity: the fusion must not flip with it."""
+    x = breathing(900, seed=9)
+    half = np.arange(x.size) < 4500
+    rng = np.random.default_rng(10)
+    a = np.where(half, x, 0) + np.where(half, 0.05, 2.0) * rng.standard_normal(x.size)
+    b = -np.where(half, 0, x) + np.where(half, 2.0, 0.05) * rng.standard_normal(x.size)
+    r = fuse({"a": a, "b": b}, FS)
+    c1 = np.corrcoef(r.wave[:4000], x[:4000])[0, 1]
+    c2 = np.corrcoef(r.wave[5000:], x[5000:])[0, 1]
+    assert abs(c1) > 0.9 and abs(c2) > 0.9
+    assert c1 * c2 > 0, f"sign flipped within the fused waveform ({c1:.2f}, {c2:.2f})"
