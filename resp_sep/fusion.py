@@ -20,7 +20,8 @@ a respiration signal any breath detector can read, and the rate follows from it:
    and either polarity; unaligned, they would cancel. The anchor is the recording's heaviest source
    on average wherever it keeps a fair weight (:data:`ANCHOR_SHARE`), so the waveform keeps one
    time reference; elsewhere the window's heaviest source.
-6. **Combination.** The weighted sum of the aligned sources; windows are blended with triangular
+6. **Combination.** The weighted sum of the aligned sources, band-passed to 0.6-1.6 times the
+   consensus frequency (:data:`SHAPE_BAND`: what remains is one oscillation per breath); windows are blended with triangular
    weights divided by their sum (as :func:`resp_sep.separate.overlap_add`), each window's sign
    chosen to continue the previous one so the waveform never flips.
 7. **Confidence.** Per window: the share of the total quality held by sources that agree with
@@ -50,6 +51,10 @@ LOW_CONFIDENCE = 0.3
 #: the recording's main source stays the alignment anchor of a window while its weight is at least
 #: this share of the window's heaviest source.
 ANCHOR_SHARE = 0.25
+#: the fused window is band-passed to [lo, hi] x its consensus frequency: ripples and drift that a breath
+#: detector could count are removed, breaths that come 40 % slower or 60 % faster than the window's
+#: rate are kept.
+SHAPE_BAND: tuple[float, float] | None = (0.6, 1.6)
 #: sources are clipped at this many robust standard deviations: an artefact must not outvote breathing.
 CLIP = 5.0
 FLAGS = ("ok", "low_confidence", "disagree", "no_source")
@@ -131,7 +136,7 @@ def window_starts(n: int, length: int, hop: int) -> np.ndarray:
 
 
 def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S, hop_s: float = HOP_S,
-         power: float = POWER) -> FusionResult:
+         power: float = POWER, shape: bool = True) -> FusionResult:
     """Fuse respiratory sources sampled on one grid.
 
     Parameters
@@ -144,6 +149,8 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
         Analysis window and hop (s).
     power : float
         Quality exponent of the weights.
+    shape : bool
+        Band-pass each fused window around its consensus frequency (:data:`SHAPE_BAND`).
 
     Returns
     -------
@@ -187,6 +194,8 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
             continue
         anchor = main if weights[w, main] >= ANCHOR_SHARE * weights[w].max() else int(np.argmax(weights[w]))
         seg, sg, lg = _combine(X, a, length, weights[w], consensus[w], fs, max_lag, anchor)
+        if shape and SHAPE_BAND is not None and np.isfinite(consensus[w]):
+            seg = _around(seg, fs, consensus[w], *SHAPE_BAND)
         signs[w], lags[w] = sg, lg / fs
         ok = np.isfinite(seg)
         if not ok.any():
@@ -243,6 +252,23 @@ def _combine(X: np.ndarray, a: int, length: int, weights: np.ndarray, f_c: float
         signs[i], lags[i] = s, lag
     seg = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
     return seg, signs, lags
+
+
+def _around(seg: np.ndarray, fs: float, f_c: float, lo: float, hi: float) -> np.ndarray:
+    """``seg`` band-passed to [lo, hi] x ``f_c`` (raised-cosine edges, zero phase, reflected ends)."""
+    ok = np.isfinite(seg)
+    if ok.sum() < 8:
+        return seg
+    x = np.where(ok, seg, 0.0)
+    m = x.size
+    xp = np.concatenate((x[::-1], x, x[::-1]))
+    f = np.fft.rfftfreq(xp.size, 1.0 / fs)
+    f1, f2 = lo * f_c, hi * f_c
+    w = 0.25 * f_c  # edge width (Hz)
+    h = np.clip(np.minimum((f - (f1 - w)) / w, ((f2 + w) - f) / w), 0.0, 1.0)
+    h = 0.5 - 0.5 * np.cos(np.pi * h)
+    y = np.fft.irfft(np.fft.rfft(xp) * h, n=xp.size)[m:2 * m]
+    return np.where(ok, y, np.nan)
 
 
 def _align(x: np.ndarray, a: int, length: int, ref: np.ndarray, lag_lim: int) -> tuple[np.ndarray, float, int]:
