@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from resp_sep.errors import OutputError
+from resp_sep.textfmt import format_rows
 
 #: EDF header fields: label 16 characters, physical dimension 8, numbers 8.
 EDF_LABEL_LEN, EDF_UNIT_LEN, EDF_NUMBER_LEN = 16, 8, 8
@@ -488,7 +489,12 @@ def write_csv(
     with atomic_output(final) as tmp, open(tmp, "w", newline="\n", encoding="utf-8") as fh:
         fh.write(",".join(header) + "\n")
         for start in range(0, n, CSV_CHUNK_ROWS):
-            # A 2-D object-free block per chunk: savetxt formats whole rows with one '%' each.
-            block = np.column_stack([c[start:start + CSV_CHUNK_ROWS] for c in cols])
-            np.savetxt(fh, block, fmt=row_fmt, delimiter=",")
+            chunk = [c[start:start + CSV_CHUNK_ROWS] for c in cols]
+            # %.Nf / %.Ng columns: formatted with array operations, byte for byte what savetxt
+            # writes (resp_sep.textfmt); anything else: savetxt, one Python '%' per row.
+            text = format_rows(chunk, fmts)
+            if text is not None:
+                fh.write(text.decode("ascii"))
+            else:
+                np.savetxt(fh, np.column_stack(chunk), fmt=row_fmt, delimiter=",")
     return final
