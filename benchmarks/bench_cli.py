@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -50,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 DATA = C.REPO.parent / "shared" / "data" / "marsh-edf"
 PSG_FS = 256
@@ -129,7 +128,7 @@ def build_psg(hours: float, log=print) -> Path:
         return path
     t0 = time.perf_counter()
     base = _marsh_signals(log)
-    n_rec = int(round(hours * 3600))
+    n_rec = round(hours * 3600)
     ns = len(PSG_CHANNELS)
     digital, heads = [], []
     for label, unit, src, shift in PSG_CHANNELS:
@@ -144,7 +143,7 @@ def build_psg(hours: float, log=print) -> Path:
            + _edf_field("Startdate 01-JAN-2026 X respsep-benchmark X", 80) + _edf_field("01.01.26", 8)
            + _edf_field("22.00.00", 8) + _edf_field(str(256 * (ns + 1)), 8) + _edf_field("", 44)
            + _edf_field(str(n_rec), 8) + _edf_field("1", 8) + _edf_field(str(ns), 4))
-    num = lambda v: _edf_field(f"{v:.10f}".rstrip("0").rstrip("."), 8)  # noqa: E731
+    num = lambda v: _edf_field(f"{v:.10f}".rstrip("0").rstrip("."), 8)
     hdr += b"".join(_edf_field(h[0], 16) for h in heads)
     hdr += b"".join(_edf_field("", 80) for _ in heads)
     hdr += b"".join(_edf_field(h[1], 8) for h in heads)
@@ -187,7 +186,7 @@ def run_measured(argv: list[str], env: dict | None = None) -> dict:
     with tempfile.NamedTemporaryFile("r", suffix=".log", delete=False) as lf:
         log = lf.name
     try:
-        r = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, log, *argv], capture_output=True, text=True,
+        r = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, log, *argv], capture_output=True, text=True, check=False,
                            env=env or os.environ.copy())
         if r.returncode != 0:
             raise RuntimeError(f"launcher failed: {r.stderr.strip()[-300:]}")
@@ -199,7 +198,7 @@ def run_measured(argv: list[str], env: dict | None = None) -> dict:
 
 
 def has_method_option() -> bool:
-    r = subprocess.run([respsep_exe(), "extract", "--help"], capture_output=True, text=True)
+    r = subprocess.run([respsep_exe(), "extract", "--help"], capture_output=True, text=True, check=False)
     return "--method" in r.stdout
 
 

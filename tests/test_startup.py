@@ -28,7 +28,7 @@ print("@@" + json.dumps({"code": code, "loaded": [m for m in heavy if m in sys.m
 
 
 def _loaded(args: list[str]) -> dict:
-    r = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=120, check=False)
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("@@")]
     assert line, r.stdout + r.stderr
     return json.loads(line[-1][2:])
