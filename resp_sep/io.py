@@ -77,6 +77,7 @@ class Channel:
     index: int
     _loader: Callable[[], np.ndarray] = field(repr=False, default=None)
     path: str = field(repr=False, default="")
+    _block_opener: Callable[[], ChannelBlocks] | None = field(repr=False, default=None)
 
     @property
     def duration_s(self) -> float:
@@ -99,6 +100,37 @@ class Channel:
         if x.size == 0:
             raise InputError(f"channel '{self.label}' has no samples", self.path)
         return x
+
+    def blocks(self) -> ChannelBlocks | None:
+        """A reader of sample ranges, for bounded-memory processing (``None``: whole reads only).
+
+        EDF/BDF channels can be read range by range (``with ch.blocks() as rd: rd(a, b)`` gives
+        samples ``a..b-1`` in physical units, float64, the same values as :meth:`read`); WFDB
+        channels are read whole.
+        """
+        return None if self._block_opener is None else self._block_opener()
+
+
+class ChannelBlocks:
+    """Reads sample ranges of one channel from an open file (a context manager)."""
+
+    def __init__(self, read: Callable[[int, int], np.ndarray], close: Callable[[], None], label: str, path: str):
+        self._read, self._close, self.label, self.path = read, close, label, path
+
+    def __call__(self, a: int, b: int) -> np.ndarray:
+        try:
+            return np.asarray(self._read(int(a), int(b - a)), dtype=np.float64).reshape(-1)
+        except Exception as exc:  # a reader library error: the file is damaged
+            raise InputError(f"cannot read channel '{self.label}': {_short(exc)}", self.path) from None
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> ChannelBlocks:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass
@@ -339,6 +371,7 @@ def _read_edf_header(p: Path) -> Recording:
                     index=i,
                     _loader=_edf_loader(p, i),
                     path=str(p),
+                    _block_opener=_edf_block_opener(p, i, label.strip()),
                 )
             )
     finally:
@@ -356,6 +389,20 @@ def _edf_loader(p: Path, i: int) -> Callable[[], np.ndarray]:
             return f.readSignal(i, digital=False)
 
     return load
+
+
+def _edf_block_opener(p: Path, i: int, label: str) -> Callable[[], ChannelBlocks]:
+    def open_blocks() -> ChannelBlocks:
+        import pyedflib
+
+        try:
+            f = pyedflib.EdfReader(str(p))
+        except Exception as exc:
+            raise InputError(f"cannot open EDF/BDF file: {_short(exc)}", str(p)) from None
+        return ChannelBlocks(lambda start, n: f.readSignal(i, start=start, n=n, digital=False), f.close,
+                             label, str(p))
+
+    return open_blocks
 
 
 def _edf_annotations(p: Path) -> list[Annotation]:

@@ -494,6 +494,41 @@ class ExtractOptions:
     rates: str | None = None
     plot: str | None = None
     window_s: float = 60.0
+    stream: bool = True  # bounded memory, same output (resp_sep.stream); whole arrays when False
+
+
+def _extract_streamed(rec, signal: str, opts: ExtractOptions, sep: Separator, hop: int,
+                      progress: Callable[[int, int], None] | None):
+    """Extraction in bounded memory (:func:`resp_sep.stream.extract_stream`) when the channel can
+    be read range by range; ``None`` otherwise (then the whole-array path runs, same output).
+
+    Returns ``(y, LoadedSignal, duration_s)``; the signal's ``x`` is empty (never held whole).
+    """
+    from resp_sep.channels import detect_roles
+    from resp_sep.preprocess import LoadedSignal
+    from resp_sep.stream import NotStreamable, extract_stream, rate_ratio
+
+    roles = detect_roles(rec.labels, opts.channel, path=str(rec.path))
+    if signal not in roles:
+        return None  # load_signal gives the error
+    choice = roles[signal]
+    ch = rec.channel(choice.label)
+    if not (50.0 <= ch.fs <= 100_000) or ch.n_samples < 2:
+        return None  # load_signal gives the error
+    blocks = ch.blocks()
+    if blocks is None:
+        return None
+    with blocks as read:
+        try:
+            y = extract_stream(sep, read, ch.n_samples, ch.fs, out_fs=opts.out_rate, hop=hop,
+                               batch_size=opts.batch_size, progress=progress, path=str(rec.path), label=ch.label)
+        except NotStreamable:  # missing samples: the whole-array path fills the gaps
+            return None
+    up, down = rate_ratio(ch.fs, MODEL_FS)
+    n200 = -(-ch.n_samples * up // down)
+    sig = LoadedSignal(x=np.zeros(0, dtype=np.float32), fs=MODEL_FS, label=ch.label, role=signal, fs_orig=ch.fs,
+                       path=str(rec.path), note=choice.note)
+    return y, sig, n200 / MODEL_FS
 
 
 def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | None = None,
@@ -526,10 +561,16 @@ def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | N
     if signal not in separators:
         separators[signal] = Separator.from_checkpoint(opts.model, signal, opts.device)
     sep = separators[signal]
-    sig = load_signal(rec, signal, opts.channel)
     hop = max(1, min(SEGMENT_LEN, int(round(opts.hop_s * MODEL_FS))))
-    y = sep.extract(sig.x, MODEL_FS, out_fs=opts.out_rate, hop=hop, batch_size=opts.batch_size,
-                    progress=progress, path=str(rec.path))
+    # bounded memory (resp_sep.stream, same output) unless a figure needs the whole signal
+    streamed = None if (opts.plot or not opts.stream) else _extract_streamed(rec, signal, opts, sep, hop, progress)
+    if streamed is not None:
+        y, sig, duration_s = streamed
+    else:
+        sig = load_signal(rec, signal, opts.channel)
+        duration_s = sig.duration_s
+        y = sep.extract(sig.x, MODEL_FS, out_fs=opts.out_rate, hop=hop, batch_size=opts.batch_size,
+                        progress=progress, path=str(rec.path))
     t = np.arange(len(y)) / opts.out_rate
     if opts.fmt == "edf":
         write_edf(out, [{"label": "Resp respsep", "fs": opts.out_rate, "unit": "a.u.", "data": y}],
@@ -537,7 +578,7 @@ def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | N
     else:
         write_csv(out, ["time_s", "resp"], [t, y], ["%.4f", "%.6g"])
     info = {"file": str(rec.path), "out": str(out), "signal": signal, "channel": sig.label,
-            "duration_s": round(sig.duration_s, 3), "resp_encoder": sep.resp_encoder, "model": sep.name,
+            "duration_s": round(duration_s, 3), "resp_encoder": sep.resp_encoder, "model": sep.name,
             "note": sig.note}
     rates = None
     if opts.rates or opts.plot:
