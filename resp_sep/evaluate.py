@@ -136,12 +136,14 @@ def evaluate_recording(path: str, *, signal: str = "auto", refs: tuple[str, ...]
     roles = detect_roles(rec.labels, overrides)
     res = RecordResult(file=p, signal=sig_role)
     ref_waves: dict[str, tuple[np.ndarray, float]] = {}
+    unusable: list[str] = []  # why a present reference could not be used: the user needs the reason
     for role in refs:
         if role not in roles:
             continue
         try:
             r = load_signal(rec, role, overrides, fs_out=25.0, min_fs=1.0)
-        except RespSepError:
+        except RespSepError as e:
+            unusable.append(f"{role}: {e.problem}")
             continue
         x = _crop(r.x, 25.0, start_s, end_s)
         res.refs[role] = breathing_rate(x, 25.0, window_s=window_s, start_s=start_s, kind="reference")
@@ -153,6 +155,8 @@ def evaluate_recording(path: str, *, signal: str = "auto", refs: tuple[str, ...]
             res.refs[f"annotations:{ref_annotations}"] = rate_from_breath_times(
                 times[(times >= start_s)], dur, window_s, start_s=start_s)
     if not res.refs:
+        if unusable:
+            raise InputError(f"no usable reference ({'; '.join(unusable)})", p)
         raise InputError(f"no usable reference ({', '.join(refs)}) in this recording", p)
 
     cardiac = load_signal(rec, sig_role, overrides)  # 200 Hz

@@ -533,7 +533,7 @@ def _extract_streamed(rec, signal: str, opts: ExtractOptions, sep: Separator, ho
 
 def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | None = None,
                  progress: Callable[[int, int], None] | None = None) -> dict:
-    """Extract the respiration of one recording and write it (atomically).
+    """Extract the respiration of one recording and write it (atomically, all outputs or none).
 
     Parameters
     ----------
@@ -549,8 +549,19 @@ def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | N
     -------
     dict
         ``file``, ``out``, ``signal``, ``channel``, ``duration_s``, ``resp_encoder``, ``model``,
-        ``median_bpm`` (when rates were computed) and ``note``.
+        ``median_bpm`` (when rates were computed), ``note`` and ``warnings`` (what the reader
+        ignored in the file).
     """
+    from resp_sep.writers import output_set
+
+    # all outputs or none: a CSV left without its rates or figure would be skipped as done by a rerun
+    with output_set() as outs:
+        return _extract_file(path, out, opts, separators, progress, outs)
+
+
+def _extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | None,
+                  progress: Callable[[int, int], None] | None, outs) -> dict:
+    """:func:`extract_file`, writing every output to ``outs.path(final)`` (a :class:`~resp_sep.writers.OutputSet`)."""
     from resp_sep.io import read_recording
     from resp_sep.preprocess import load_signal
     from resp_sep.writers import write_csv, write_edf
@@ -573,13 +584,13 @@ def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | N
                         progress=progress, path=str(rec.path))
     t = np.arange(len(y)) / opts.out_rate
     if opts.fmt == "edf":
-        write_edf(out, [{"label": "Resp respsep", "fs": opts.out_rate, "unit": "a.u.", "data": y}],
+        write_edf(outs.path(out), [{"label": "Resp respsep", "fs": opts.out_rate, "unit": "a.u.", "data": y}],
                   start_time=rec.start_time)
     else:
-        write_csv(out, ["time_s", "resp"], [t, y], ["%.4f", "%.6g"])
+        write_csv(outs.path(out), ["time_s", "resp"], [t, y], ["%.4f", "%.6g"])
     info = {"file": str(rec.path), "out": str(out), "signal": signal, "channel": sig.label,
             "duration_s": round(duration_s, 3), "resp_encoder": sep.resp_encoder, "model": sep.name,
-            "note": sig.note}
+            "note": sig.note, "warnings": list(rec.warnings)}
     rates = None
     if opts.rates or opts.plot:
         from resp_sep.rate import breathing_rate
@@ -589,12 +600,12 @@ def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | N
         info["median_bpm"] = float(np.median(rates.bpm[ok])) if ok.any() else None
         info["windows_scored"] = f"{int(ok.sum())}/{len(rates.bpm)}"
     if opts.rates:
-        write_csv(opts.rates, ["start_s", "end_s", "breaths_per_min", "quality"],
+        write_csv(outs.path(opts.rates), ["start_s", "end_s", "breaths_per_min", "quality"],
                   [rates.start_s, rates.end_s, rates.bpm, rates.quality], ["%.2f", "%.2f", "%.3f", "%.3f"])
         info["rates"] = str(opts.rates)
     if opts.plot:
         from resp_sep.plots import plot_extraction
 
-        plot_extraction(opts.plot, rec, sig, y, opts.out_rate, rates, opts.channel)
+        plot_extraction(outs.path(opts.plot), rec, sig, y, opts.out_rate, rates, opts.channel)
         info["plot"] = str(opts.plot)
     return info
