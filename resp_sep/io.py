@@ -451,12 +451,17 @@ def _read_wfdb_header(p: Path) -> Recording:
     warnings: list[str] = []
     for seg_hdr, seg_hea in ([(s, p.parent / f"{s.record_name}.hea") for s in segs if (s.sig_len or 0) > 0]
                              if multi else [(hdr, p)]):
-        if seg_hea != p:
-            check_wfdb_text(seg_hea)
-        for dat in {fn for fn in (getattr(seg_hdr, "file_name", None) or []) if fn}:
-            if not (p.parent / dat).exists():
-                raise InputError(f"WFDB signal file '{dat}' is missing", str(seg_hea))
-        seg_warnings, inferred = check_wfdb_data(seg_hea, seg_hdr)
+        try:
+            if seg_hea != p:
+                check_wfdb_text(seg_hea)
+            for dat in {fn for fn in (getattr(seg_hdr, "file_name", None) or []) if fn}:
+                if not (p.parent / dat).exists():
+                    raise InputError(f"WFDB signal file '{dat}' is missing", str(seg_hea))
+            seg_warnings, inferred = check_wfdb_data(seg_hea, seg_hdr)
+        except InputError as e:
+            if seg_hea == p:
+                raise
+            raise InputError(f"segment {seg_hea.name}: {e.problem}", str(p)) from None
         warnings += seg_warnings
         if not multi and total_len <= 0 and inferred:  # no length in the header: the file says it
             total_len = inferred
