@@ -123,6 +123,7 @@ def info(
             "roles": {r: c.label for r, c in roles.items()},
             "notes": {r: c.note for r, c in roles.items() if c.note},
             "n_annotations": None,
+            "warnings": list(rec.warnings),
         }
         try:
             item["n_annotations"] = len(rec.annotations)
@@ -131,6 +132,8 @@ def info(
         results.append(item)
         if not as_json:
             _print_info(item)
+            for w in item["warnings"]:
+                _warn_line(f"{item['file']}: {w}")
     if as_json:
         _emit_json({"recordings": results, "failed": failures})
     if failures:
@@ -148,7 +151,7 @@ def _print_info(item: dict) -> None:
         role = c["role"] or ""
         t.add_row(c["label"], f"{c['fs_hz']:g}", c["unit"], f"{c['duration_s']:.1f}",
                   f"[bold green]{role}[/]" if role else "")
-    out.print(t)
+    _print_table(t)
     for r, note in item["notes"].items():
         out.print(f"  [yellow]note[/] {r}: {note}")
     if item["n_annotations"]:
@@ -204,9 +207,25 @@ def train(
         cache_dir=cache_dir, channel=parse_overrides(channel) or None, init=init, val_every=val_every,
         lr_schedule=lr_schedule, time_budget_min=time_budget,
         folder_weights=_folder_weights(folder_weight) if folder_weight else None).items() if v is not None}
-    cfg = TrainConfig.from_toml(config, **given) if config else TrainConfig(**given)
-    if cfg.signal not in ("ecg", "ppg"):
-        raise RespSepError(f"--signal must be ecg or ppg (got '{cfg.signal}')", exit_code=2)
+    from pathlib import Path
+
+    from resp_sep.options import check_train
+    from resp_sep.train import cache_path, check_resume
+    from resp_sep.writers import check_folder
+
+    try:
+        cfg = TrainConfig.from_toml(config, **given) if config else TrainConfig(**given)
+    except TypeError as e:  # a TOML value of the wrong kind (a list where a number belongs)
+        raise RespSepError(f"invalid training option: {' '.join(str(e).split())}", exit_code=2) from None
+    check_train(cfg)  # every value before any work: exit 2
+    out_path = Path(cfg.out)
+    if out_path.is_dir():
+        raise RespSepError("--out is a folder; give a checkpoint file name", str(out_path), exit_code=6)
+    check_folder(out_path.parent if str(out_path.parent) else ".", "--out folder")
+    check_folder(cache_path(cfg), "--cache-dir")
+    if resume:
+        check_resume(cfg, resume)  # missing/finished run: exit 5/2 now, not after caching the data
+    cache_existed = cache_path(cfg).exists()
     log = (lambda *a, **k: None) if (quiet or as_json) else (lambda m: err.print(m))
     if not (quiet or as_json):
         err.print("[bold]respsep train[/] resolved config (seed %d):" % cfg.seed)
@@ -214,6 +233,12 @@ def train(
     prog = None if (quiet or as_json) else _TrainProgress()
     try:
         summary = run_train(cfg, resume=resume, log=log, progress=prog)
+    except BaseException:
+        if not cache_existed and not Path(cfg.out).exists() and not resume:
+            import shutil
+
+            shutil.rmtree(cache_path(cfg), ignore_errors=True)  # a failed first run leaves no OUT.cache/
+        raise
     finally:
         if prog:
             prog.close()
@@ -300,6 +325,13 @@ def simulate(
     from pathlib import Path
 
     from resp_sep.errors import OutputError
+    from resp_sep.options import check_float, check_seed
+    from resp_sep.writers import check_outputs
+
+    check_seed(seed)
+    check_float("--rate", rate, 1, 120, unit="breaths/min")
+    check_float("--minutes", minutes, 0, 7 * 24 * 60, lo_open=True, unit="min")
+    check_float("--fs", fs, 50, 10000, unit="Hz")
     from resp_sep.simulate import simulate as run_sim
     from resp_sep.simulate import write_simulation
 
@@ -309,6 +341,7 @@ def simulate(
         raise RespSepError(f"{out_path}: output must end in .edf or .hea", exit_code=2)
     if p.exists() and not overwrite:
         raise OutputError("exists (use --overwrite)", out_path)
+    check_outputs({"OUT": p} if fmt == "edf" else {"OUT": p, "data file": p.with_suffix(".dat")})
     if breathing not in ("varying", "constant"):
         raise RespSepError(f"--breathing must be varying or constant (got '{breathing}')", exit_code=2)
     if minutes <= 0 or not (50 <= fs <= 10000):
@@ -398,7 +431,7 @@ def extract(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     channel: Optional[list[str]] = typer.Option(None, "--channel", "-c", help="Force a role: ROLE=LABEL (repeatable)."),
     out_rate: float = typer.Option(25.0, "--out-rate", help="Sample rate of the output respiration in Hz."),
-    fmt: str = typer.Option("csv", "--format", help="csv (time_s,resp) or edf (EDF+ with the respiration channel)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv (time_s,resp) or edf (EDF+ with the respiration channel); default: edf for an --out ending in .edf, else csv."),
     rates: Optional[str] = typer.Option(None, "--rates", help="Also write breaths/min per 60-s window with confidence, flag and contributing sources: a CSV path (single file), or any value in batch mode (NAME.rates.csv in --out-dir)."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Single file: write an overview figure (PNG)."),
     hop_s: float = typer.Option(30.72, "--hop", help="Step between model segments in s (segments are 61.44 s; smaller = more overlap)."),
@@ -413,29 +446,28 @@ def extract(
     """Extract the respiration waveform (and optionally breaths/min) from ECG or PPG recordings.
 
     Output CSV: header [bold]time_s,resp[/], time in seconds from the recording start, --out-rate Hz (default 25).
-    Existing outputs are skipped unless --overwrite; outputs are written atomically. Exit code 4 when some
-    files failed (the others are still processed).
+    A recording whose requested outputs all exist is skipped unless --overwrite; its outputs are written
+    all-or-nothing (temporary files renamed only when every one succeeded). Exit code 4 when some files
+    failed (the others are still processed); Ctrl-C or SIGTERM stops at once, prints what was finished
+    and exits 130.
     """
     import os as _os
     from pathlib import Path
 
     from resp_sep.channels import parse_overrides
     from resp_sep.io import find_recordings
-    from resp_sep.pipeline import ExtractOptions, check_method, check_signal
+    from resp_sep.options import check_extract
+    from resp_sep.pipeline import ExtractOptions, check_method, model_signals
+    from resp_sep.writers import check_folder, check_outputs, make_folder, remove_if_empty
 
+    # every option first, before a file is read or created: a usage error is exit 2, never a per-file failure
     check_method(method)
-    check_signal(signal)
-    if fmt not in ("csv", "edf"):
-        raise RespSepError(f"--format must be csv or edf (got '{fmt}')", exit_code=2)
-    if not (0.5 <= out_rate <= 200):
-        raise RespSepError("--out-rate must be within 0.5..200 Hz", exit_code=2)
-    if not (0 < hop_s <= 61.44):
-        raise RespSepError("--hop must be within (0, 61.44] s", exit_code=2)
-    if jobs < 1:
-        raise RespSepError("--jobs must be >= 1", exit_code=2)
+    checked = check_extract(signal=signal, device=device, out_rate=out_rate, hop_s=hop_s, batch_size=batch_size,
+                            jobs=jobs, threads=threads, plot=plot, rates=rates, fmt=fmt, out=out_file)
+    signal, device, fmt = checked["signal"], checked["device"], checked["fmt"]
     overrides = parse_overrides(channel)
-    paths = find_recordings(recordings)
     sh = _parse_shard(shard)
+    paths = find_recordings(recordings)
     if sh:
         paths = sorted(paths)[sh[0] - 1::sh[1]]
     batch = out_dir is not None or len(paths) > 1
@@ -445,26 +477,37 @@ def extract(
         raise RespSepError("give --out FILE (or --out-dir DIR)", exit_code=2)
     if batch and plot:
         raise RespSepError("--plot works on a single recording", exit_code=2)
+    if not batch and rates:
+        from resp_sep.options import check_csv_path
+
+        check_csv_path(rates, "--rates")
     opts = ExtractOptions(method=method, signal=signal, model=tuple(model or ()), device=device, channel=overrides, out_rate=out_rate,
                           hop_s=hop_s, batch_size=batch_size, fmt=fmt, plot=plot)
+    # outputs: every path checked before any work (exit 6 when one cannot be written)
     if out_dir:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        check_folder(out_dir)
     tasks, results = [], []
     for p in paths:
         o = _output_name(p, out_dir, fmt) if batch else out_file
         r = (o[: -len(".resp.csv")] if o.endswith(".resp.csv") else o.rsplit(".", 1)[0]) + ".rates.csv" \
             if (rates and batch) else rates
-        if Path(o).exists() and not overwrite:
+        wanted = [x for x in (o, r, plot) if x]
+        if not batch:
+            check_outputs({"--out": o, "--rates": r, "--plot": plot}, inputs=[p])
+        elif Path(out_dir).is_dir():
+            check_outputs({"output": o, "rates output": r}, inputs=[p])
+        if all(Path(x).is_file() for x in wanted) and not overwrite:
             results.append({"file": p, "out": o, "status": "skipped", "note": "output exists (use --overwrite)"})
             if not (quiet or as_json):
                 out.print(f"[dim]skipped[/] {p} -> {o} (exists; --overwrite to replace)")
             continue
         tasks.append((p, o, r))
-    if tasks and not model and method in ("fusion", "separator"):  # fail early, once, if a shipped model is missing
-        from resp_sep.checkpoint import resolve_model
+    if tasks:  # fail early, once, on a missing or broken model (exit 5), before any output is created
+        from resp_sep.checkpoint import check_model
 
-        for k in (("ecg", "ppg") if signal in ("auto", "both") else (signal,)):
-            resolve_model(None, k)
+        for name, kinds in model_signals(method, signal, tuple(model or ())):
+            check_model(name, kinds, device=device)
+    created = make_folder(out_dir) if (out_dir and tasks) else False
     cores = _os.cpu_count() or 1
     per_job = threads or max(1, cores // jobs)
 
@@ -482,41 +525,74 @@ def extract(
                 out.print(f"   [yellow]note[/] {info['note']}")
         else:
             _fail_line(info["error"])
+        for w in info.get("warnings") or []:
+            _warn_line(f"{info['file']}: {w}")
 
-    if jobs > 1 and len(tasks) > 1:
-        from concurrent.futures import ProcessPoolExecutor
+    interrupted = False
+    t_start = __import__("time").time() - 1.0  # file times may be rounded
+    try:
+        if jobs > 1 and len(tasks) > 1:
+            from resp_sep.interrupts import WorkerDied, run_pool
+            from resp_sep.writers import remove_stale_temps
 
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(per_job,)) as ex:
-            futs = [ex.submit(_extract_one, p, o, opts, r) for p, o, r in tasks]
-            for f in futs:
-                report(f.result())
-    else:
-        _worker_init(per_job)
+            finals = [x for t in tasks for x in t[1:] if x]
+            try:
+                run_pool(_extract_one, [(p, o, opts, r) for p, o, r in tasks], jobs,
+                         on_result=lambda i, info: report(info), initializer=_worker_init, initargs=(per_job,),
+                         on_stop=lambda pids: remove_stale_temps(finals, list(pids)))
+            except WorkerDied as e:
+                done = {r["file"] for r in results}
+                for p, o, _r in tasks:
+                    if p not in done:
+                        report({"file": p, "out": o, "status": "failed", "exit_code": 1, "error": f"{p}: {e}"})
+        else:
+            _worker_init(per_job)
+            for p, o, r in tasks:
+                report(_extract_one(p, o, opts, r, show_progress=not (quiet or as_json)))
+    except KeyboardInterrupt:
+        interrupted = True
+        # a worker may have renamed its outputs into place while the stop was on its way: count them
+        reported = {r["file"] for r in results}
         for p, o, r in tasks:
-            report(_extract_one(p, o, opts, r, show_progress=not (quiet or as_json)))
-    _finish_batch(results, as_json, quiet, batch)
+            outs_ = [x for x in (o, r, plot) if x]
+            if p not in reported and all(Path(x).is_file() and Path(x).stat().st_mtime >= t_start for x in outs_):
+                results.append({"file": p, "out": o, "status": "ok", "note": "finished as the batch stopped"})
+    if created and not any(r["status"] == "ok" for r in results):
+        remove_if_empty(out_dir)  # nothing written: leave no trace of this run
+    finished = {r["file"] for r in results}
+    _finish_batch(results, as_json, quiet, batch, not_done=sum(t[0] not in finished for t in tasks),
+                  interrupted=interrupted)
 
 
-def _finish_batch(results: list[dict], as_json: bool, quiet: bool, batch: bool) -> None:
+def _finish_batch(results: list[dict], as_json: bool, quiet: bool, batch: bool, not_done: int = 0,
+                  interrupted: bool = False) -> None:
     failed = [r for r in results if r["status"] == "failed"]
     ok = [r for r in results if r["status"] == "ok"]
     if as_json:
         _emit_json({"results": results, "ok": len(ok), "failed": len(failed),
-                    "skipped": len(results) - len(ok) - len(failed)})
-    elif batch and not quiet:
-        t = Table(title="respsep extract: summary", title_justify="left")
+                    "skipped": len(results) - len(ok) - len(failed), "not_done": not_done,
+                    "interrupted": interrupted})
+    elif (batch or interrupted) and not quiet:
+        t = Table(title="respsep extract: summary" + (" (interrupted)" if interrupted else ""), title_justify="left")
         for c in ("status", "files"):
             t.add_column(c)
         for st in ("ok", "skipped", "failed"):
             t.add_row(st, str(sum(r["status"] == st for r in results)))
-        out.print(t)
+        if interrupted:
+            t.add_row("not done", str(not_done))
+        _print_table(t)
         for r in failed:
             out.print(f"  [red]failed[/] {r['error']}")
+    if interrupted:
+        _interrupted(f"interrupted ({len(ok)} file{'s' if len(ok) != 1 else ''} finished, {not_done} not done; "
+                     "no partial output left)")
+        raise typer.Exit(EXIT_INTERRUPTED)
     if failed:
         raise typer.Exit(EXIT_PARTIAL if (ok or len(results) > 1) else failed[0].get("exit_code", EXIT_INPUT))
+
+
+def _warn_line(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
 
 
 # -------------------------------------------------------------------------------------------- eval
@@ -546,17 +622,25 @@ def eval_cmd(
     """Breaths/min MAE, coverage, Bland-Altman bias/limits and waveform |r| against thor/nasal references."""
 
     from resp_sep.channels import parse_overrides
+    from resp_sep.errors import ModelError
     from resp_sep.evaluate import evaluate_recording, summarise
     from resp_sep.io import find_recordings
-    from resp_sep.pipeline import check_method, check_signal
+    from resp_sep.options import check_eval
+    from resp_sep.pipeline import check_method, model_signals
+    from resp_sep.writers import check_outputs, output_set
 
     check_method(method)
-    check_signal(signal)
-    refs = {"thor": ("thor",), "nasal": ("nasal",), "all": ("thor", "nasal")}.get(ref)
-    if refs is None:
-        raise RespSepError(f"--ref must be thor, nasal or all (got '{ref}')", exit_code=2)
+    check_eval(ref=ref, signal=signal, device=device, start=start, end=end, window=window, plot=plot, csv_out=csv_out)
+    refs = {"thor": ("thor",), "nasal": ("nasal",), "all": ("thor", "nasal")}[ref.lower()]
+    signal, device = signal.lower(), device.lower()
     overrides = parse_overrides(channel)
     paths = find_recordings(recordings)
+    check_outputs({"--csv": csv_out, "--plot": plot}, inputs=paths)
+    if not pred_dir:  # a missing or broken model fails once, up front, with exit 5
+        from resp_sep.checkpoint import check_model
+
+        for name, kinds in model_signals(method, signal, tuple(model or ())):
+            check_model(name, kinds, device=device)
     results, failed, separators = [], [], {}
     for p in paths:
         pred = None
@@ -570,8 +654,10 @@ def eval_cmd(
             results.append(r)
             if not (quiet or as_json):
                 err.print(f"[green]scored[/] {p}", highlight=False)
+        except ModelError:
+            raise  # the same model serves every file: stop (exit 5) rather than fail them one by one
         except RespSepError as e:
-            failed.append({"file": p, "error": str(e)})
+            failed.append({"file": p, "error": str(e), "exit_code": e.exit_code})
             if not as_json:
                 _fail_line(str(e))
     rows = summarise(results)
@@ -579,14 +665,22 @@ def eval_cmd(
         _emit_json({"pooled": rows, "failed": failed, "n_records": len(results)})
     elif not quiet:
         _print_eval(rows, per_record)
-    if csv_out:
-        _write_eval_csv(csv_out, rows)
-    if plot and results:
-        from resp_sep.plots import plot_evaluation
+    with output_set() as outs:  # --csv and --plot: both or neither
+        if csv_out:
+            _write_eval_csv(outs.path(csv_out), rows)
+        if plot and results:
+            from resp_sep.plots import plot_evaluation
 
-        plot_evaluation(plot, results)
+            plot_evaluation(outs.path(plot), results)
     if failed:
-        raise typer.Exit(EXIT_PARTIAL if results else EXIT_INPUT)
+        codes = {f["exit_code"] for f in failed}
+        raise typer.Exit(EXIT_PARTIAL if (results or len(codes) > 1) else codes.pop())
+
+
+def _print_table(t) -> None:
+    """Print a rich table; to a pipe or log (not a terminal, no COLUMNS) at its full width, never cut at 80."""
+    wide = not out.is_terminal and not os.environ.get("COLUMNS")
+    out.print(t, width=max(out.width, 250) if wide else None)
 
 
 def _fmt(v, d: int = 2) -> str:
@@ -610,7 +704,7 @@ def _print_eval(rows: list[dict], per_record: bool) -> None:
             t.add_row(name, f(r["mae_bpm"]), f(r["mae_common_bpm"]), str(r["n_windows"]),
                       "-" if math.isnan(r["coverage"]) else f"{100 * r['coverage']:.0f}%", f(r["bias_bpm"]),
                       f"{f(r['loa_low'], 1)}..{f(r['loa_high'], 1)}", f(r["abs_r"]), str(r["n_records"]))
-        out.print(t)
+        _print_table(t)
         if per_record:
             pr = Table(title=f"MAE per recording vs {ref}", title_justify="left")
             methods = [x["method"] for x in rows if x["ref"] == ref]
@@ -622,7 +716,7 @@ def _print_eval(rows: list[dict], per_record: bool) -> None:
                 vals = [next(x for x in rows if x["ref"] == ref and x["method"] == m)["per_record"].get(rec, float("nan"))
                         for m in methods]
                 pr.add_row(rec, *["-" if math.isnan(v) else f"{v:.2f}" for v in vals])
-            out.print(pr)
+            _print_table(pr)
 
 
 def _write_eval_csv(path: str, rows: list[dict]) -> None:
@@ -665,20 +759,38 @@ def demo(
     import numpy as np
 
     from resp_sep.evaluate import demo_scores
-    from resp_sep.pipeline import ExtractOptions, extract_file
+    from resp_sep.pipeline import ExtractOptions, extract_file, model_signals
     from resp_sep.simulate import simulate as run_sim
     from resp_sep.simulate import write_simulation
 
+    from resp_sep.checkpoint import check_model
+    from resp_sep.options import check_float, check_seed
+    from resp_sep.writers import check_folder, make_folder, remove_if_empty
+
+    check_float("--minutes", minutes, 61.44 / 60, 24 * 60, unit="min")
+    check_seed(seed)
     d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
+    check_folder(d)
+    for name, kinds in model_signals("fusion", "auto", tuple(model or ())):
+        check_model(name, kinds)
     rec = d / f"simulated-{seed}.edf"
-    sim = run_sim(duration_s=minutes * 60, fs=256, seed=seed)
-    write_simulation(sim, rec)
     csv, png, rates = d / "resp.csv", d / "resp.png", d / "rates.csv"
+    created = make_folder(d)
+    new = [x for x in (rec, csv, png, rates) if not x.exists()]
     models = tuple(model or ())
-    separators: dict = {}
-    info = extract_file(str(rec), str(csv), ExtractOptions(model=models, plot=str(png), rates=str(rates)), separators)
-    rows = demo_scores(sim, str(rec), separators=separators, model=models)
+    try:
+        sim = run_sim(duration_s=minutes * 60, fs=256, seed=seed)
+        write_simulation(sim, rec)
+        separators: dict = {}
+        info = extract_file(str(rec), str(csv), ExtractOptions(model=models, plot=str(png), rates=str(rates)),
+                            separators)
+        rows = demo_scores(sim, str(rec), separators=separators, model=models)
+    except BaseException:  # all or nothing: remove what this run wrote
+        for x in new:
+            x.unlink(missing_ok=True)
+        if created:
+            remove_if_empty(d)
+        raise
     if as_json:
         _emit_json({"recording": str(rec), "resp_csv": str(csv), "rates_csv": str(rates), "plot": str(png),
                     "method": info["method"], "inputs": info["signal"], "sources": info["sources"],
@@ -693,7 +805,7 @@ def demo(
         t.add_row(f"[bold]{label}[/]" if r["method"] == "respsep" else label,
                   f"{r['mae_bpm']:.2f}" if np.isfinite(r["mae_bpm"]) else "-",
                   r["coverage"], f"{r['abs_r']:.2f}" if np.isfinite(r.get("abs_r", np.nan)) else "-")
-    out.print(t)
+    _print_table(t)
     best = min((r for r in rows if np.isfinite(r["mae_bpm"])), key=lambda r: r["mae_bpm"], default=None)
     if best is not None and best["method"] not in ("respsep", "fusion"):
         out.print(f"[yellow]on this recording {best['method']} beats the default[/] "
@@ -708,15 +820,21 @@ def demo(
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app and turn every failure into one line and an exit code."""
+    from resp_sep.interrupts import termination_as_interrupt
+
     debug = os.environ.get("RESPSEP_DEBUG") == "1" or "--debug" in (argv or sys.argv[1:])
     try:
-        rv = app(args=argv, prog_name="respsep", standalone_mode=False)
+        _STATE["interrupt_reported"] = False
+        with termination_as_interrupt():  # SIGTERM (a scheduler's kill) stops like Ctrl-C: cleaned up, exit 130
+            rv = app(args=argv, prog_name="respsep", standalone_mode=False)
         code = rv if isinstance(rv, int) else EXIT_OK
+        if code == EXIT_INTERRUPTED and not _STATE["interrupt_reported"]:
+            _interrupted()  # typer turns Ctrl-C into a silent exit code 130: say it
     except RespSepError as e:
         _fail_line(str(e))
         code = e.exit_code
     except KeyboardInterrupt:
-        _fail_line("interrupted")
+        _interrupted()
         code = EXIT_INTERRUPTED
     except MemoryError:
         _fail_line("out of memory")
@@ -724,9 +842,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         name = type(e).__name__
         if name == "Exit" and hasattr(e, "exit_code"):  # typer/click Exit (vendored or not)
+            if int(e.exit_code or 0) == EXIT_INTERRUPTED and not _STATE["interrupt_reported"]:
+                _interrupted()
             return int(e.exit_code or 0)
         if name == "Abort":
-            _fail_line("interrupted")
+            _interrupted()
             return EXIT_INTERRUPTED
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
             # usage errors (Click/Typer): keep the message on one line, exit 2
@@ -740,8 +860,30 @@ def main(argv: list[str] | None = None) -> int:
     return int(code or 0)
 
 
+def _interrupted(message: str = "interrupted (no partial output left)") -> None:
+    from resp_sep.writers import remove_live_temps
+
+    remove_live_temps()  # normally done by the writers' own clean-up; this is the safety net
+    _STATE["interrupt_reported"] = True
+    _fail_line(message)
+
+
+#: per-invocation flags of :func:`main`
+_STATE = {"interrupt_reported": False}
+
+
 def run() -> None:  # pragma: no cover - used by ``python -m resp_sep``
-    sys.exit(main())
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        # Stop means stop: everything is cleaned up and reported; skip the interpreter's teardown,
+        # which takes about a second once torch is loaded.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed pipe must not turn an interrupt into a traceback
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

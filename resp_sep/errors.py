@@ -78,3 +78,9 @@ class OutputError(RespSepError):
     """An output cannot be written."""
 
     exit_code = EXIT_OUTPUT
+
+
+class UsageError(RespSepError):
+    """An invalid command-line value (exit 2), detected before any work is done."""
+
+    exit_code = EXIT_USAGE

@@ -140,14 +140,14 @@ def evaluate_recording(path: str, *, signal: str = "auto", method: str = "fusion
     roles = detect_roles(rec.labels, overrides)
     res = RecordResult(file=p, signal=signal)
     ref_waves: dict[str, tuple[np.ndarray, float]] = {}
-    ref_errors = []
+    unusable: list[str] = []  # why a present reference could not be used: the user needs the reason
     for role in refs:
         if role not in roles:
             continue
         try:
             r = load_signal(rec, role, overrides, fs_out=25.0, min_fs=1.0)
         except RespSepError as e:
-            ref_errors.append(e.problem)
+            unusable.append(f"{role}: {e.problem}")
             continue
         x = _crop(r.x, 25.0, start_s, end_s)
         res.refs[role] = breathing_rate(x, 25.0, window_s=window_s, start_s=start_s, kind="reference")
@@ -159,8 +159,9 @@ def evaluate_recording(path: str, *, signal: str = "auto", method: str = "fusion
             res.refs[f"annotations:{ref_annotations}"] = rate_from_breath_times(
                 times[(times >= start_s)], dur, window_s, start_s=start_s)
     if not res.refs:
-        why = f": {ref_errors[0]}" if ref_errors else ""
-        raise InputError(f"no usable reference ({', '.join(refs)}) in this recording{why}", p)
+        if unusable:
+            raise InputError(f"no usable reference ({'; '.join(unusable)})", p)
+        raise InputError(f"no usable reference ({', '.join(refs)}) in this recording", p)
 
     waves: dict[str, tuple[np.ndarray, float]] = {}
     if pred_csv:

@@ -13,7 +13,9 @@ Examples
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
+import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -77,6 +79,7 @@ class Channel:
     index: int
     _loader: Callable[[], np.ndarray] = field(repr=False, default=None)
     path: str = field(repr=False, default="")
+    _block_opener: Callable[[], ChannelBlocks] | None = field(repr=False, default=None)
 
     @property
     def duration_s(self) -> float:
@@ -100,6 +103,37 @@ class Channel:
             raise InputError(f"channel '{self.label}' has no samples", self.path)
         return x
 
+    def blocks(self) -> ChannelBlocks | None:
+        """A reader of sample ranges, for bounded-memory processing (``None``: whole reads only).
+
+        EDF/BDF channels can be read range by range (``with ch.blocks() as rd: rd(a, b)`` gives
+        samples ``a..b-1`` in physical units, float64, the same values as :meth:`read`); WFDB
+        channels are read whole.
+        """
+        return None if self._block_opener is None else self._block_opener()
+
+
+class ChannelBlocks:
+    """Reads sample ranges of one channel from an open file (a context manager)."""
+
+    def __init__(self, read: Callable[[int, int], np.ndarray], close: Callable[[], None], label: str, path: str):
+        self._read, self._close, self.label, self.path = read, close, label, path
+
+    def __call__(self, a: int, b: int) -> np.ndarray:
+        try:
+            return np.asarray(self._read(int(a), int(b - a)), dtype=np.float64).reshape(-1)
+        except Exception as exc:  # a reader library error: the file is damaged
+            raise InputError(f"cannot read channel '{self.label}': {_short(exc)}", self.path) from None
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> ChannelBlocks:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 @dataclass
 class Recording:
@@ -114,6 +148,9 @@ class Recording:
     channels : list of Channel
     start_time : datetime.datetime or None
         Recording start when the file gives one.
+    warnings : list of str
+        What was ignored to read the file (e.g. a trailing partial EDF data record); callers
+        show them to the user.
     """
 
     path: Path
@@ -121,6 +158,8 @@ class Recording:
     channels: list[Channel]
     start_time: _dt.datetime | None = None
     _annotation_loader: Callable[[], list[Annotation]] = field(repr=False, default=lambda: [])
+    #: what the reader ignored to use the file (a trailing partial record, stray bytes): one line each
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def labels(self) -> list[str]:
@@ -197,19 +236,47 @@ def resolve_path(path: str | os.PathLike) -> tuple[Path, str]:
     elif p.is_dir():
         raise InputError(_folder_problem(p), str(path))
     elif not p.exists():
+        _stat(p, str(path))  # says why: missing, broken link, link loop
         raise InputError("no such file", str(path))
     else:
         raise InputError(
             f"unsupported file type '{p.suffix or '(none)'}' (expected .edf, .bdf or a WFDB .hea record)",
             str(path),
         )
-    if not p.exists():
-        raise InputError("no such file", str(path))
-    if p.is_dir():
+    st = _stat(p, str(path))
+    if stat.S_ISDIR(st.st_mode):
         raise InputError(_folder_problem(p), str(path))
-    if p.stat().st_size == 0:
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"not a regular file ({_file_kind(st.st_mode)})", str(path))
+    if st.st_size == 0:
         raise InputError("file is empty (0 bytes)", str(path))
+    if not os.access(p, os.R_OK):
+        raise InputError("permission denied (cannot read the file)", str(path))
     return p, kind
+
+
+def _stat(p: Path, shown: str) -> os.stat_result:
+    """``os.stat`` with the reason a user can act on: missing, broken link, link loop, no permission."""
+    try:
+        return os.stat(p)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError("symbolic link loop (the link points back to itself)", shown) from None
+        if e.errno == errno.ENOENT and os.path.islink(p):
+            raise InputError(f"broken symbolic link (its target '{os.readlink(p)}' does not exist)", shown) from None
+        if e.errno == errno.ENOENT:
+            raise InputError("no such file", shown) from None
+        if e.errno == errno.EACCES:
+            raise InputError("permission denied", shown) from None
+        raise InputError(f"cannot access: {e.strerror or e}", shown) from None
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO/named pipe"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def read_recording(path: str | os.PathLike) -> Recording:
@@ -244,83 +311,29 @@ def read_recording(path: str | os.PathLike) -> Recording:
 # --------------------------------------------------------------------------------------------- EDF
 
 
-def _check_edf_header(p: Path) -> tuple[str, int, int, float, int]:
-    """Validate the fixed 256-byte EDF header and the file size before handing to pyedflib.
-
-    pyedflib's messages are terse ("file contains format errors"); these checks give the user the
-    actual problem. Returns (reserved field, header bytes, n_records, record duration, n_signals).
-    """
-    size = p.stat().st_size
-    if size < 256:
-        raise InputError(f"truncated or not an EDF/BDF file ({size} bytes, header needs 256)", str(p))
-    with open(p, "rb") as fh:
-        head = fh.read(256)
-        version = head[0:8]
-        if version not in (b"0       ", b"\xffBIOSEMI"):
-            raise InputError("not an EDF/BDF file (bad version field in header)", str(p))
-        try:
-            text = head[8:256].decode("ascii")
-            header_bytes = int(text[176:184].strip())
-            reserved = text[184:228].strip()
-            n_records = int(text[228:236].strip())
-            rec_dur = float(text[236:244].strip())
-            n_signals = int(text[244:248].strip())
-        except (UnicodeDecodeError, ValueError):
-            raise InputError("corrupt EDF header (non-numeric size fields)", str(p)) from None
-        if n_signals <= 0 or header_bytes != 256 * (n_signals + 1):
-            raise InputError(
-                f"corrupt EDF header ({n_signals} signals but header size {header_bytes} bytes)", str(p)
-            )
-        if size < header_bytes:
-            raise InputError(f"truncated file: header declares {header_bytes} bytes, file has {size}", str(p))
-        fh.seek(256)
-        sig = fh.read(256 * n_signals)
-    try:
-        spr = [int(sig[216 * n_signals + 8 * i: 216 * n_signals + 8 * i + 8].decode("ascii").strip())
-               for i in range(n_signals)]
-    except (UnicodeDecodeError, ValueError):
-        raise InputError("corrupt EDF header (bad samples-per-record field)", str(p)) from None
-    bytes_per_sample = 3 if version == b"\xffBIOSEMI" else 2
-    record_bytes = sum(spr) * bytes_per_sample
-    if record_bytes <= 0:
-        raise InputError("corrupt EDF header (no samples per data record)", str(p))
-    data_bytes = size - header_bytes
-    if n_records < 0:  # -1: unknown (recording interrupted); infer from the size
-        n_records = data_bytes // record_bytes
-    expected = n_records * record_bytes
-    if n_records == 0 or data_bytes < record_bytes:
-        raise InputError("recording has no data records (empty or truncated file)", str(p))
-    if data_bytes < expected:
-        raise InputError(
-            f"truncated file: header declares {n_records} data records ({expected} bytes), "
-            f"file holds {data_bytes} bytes",
-            str(p),
-        )
-    if rec_dur <= 0 and n_signals > 0:
-        raise InputError(f"corrupt EDF header (data record duration {rec_dur:g} s)", str(p))
-    return reserved, header_bytes, n_records, rec_dur, n_signals
-
-
 def _read_edf_header(p: Path) -> Recording:
     import pyedflib
 
-    reserved, *_ = _check_edf_header(p)
-    if reserved.upper().startswith(("EDF+D", "BDF+D")):
+    from resp_sep.integrity import EdfRaw, check_edf, raw_reader_can_take
+
+    hdr = check_edf(p)  # the header against the file size: refuses lies, notes what it ignores
+    if hdr.discontinuous:
         raise InputError(
             "EDF+D (discontinuous) recordings are not supported: the gaps would corrupt the timing; "
             "convert it to EDF+C (continuous) first",
             str(p),
         )
+    fmt = ("bdf" if hdr.bdf else "edf") + ("+" if hdr.plus else "")
     try:
         f = pyedflib.EdfReader(str(p))
     except Exception as exc:
         # pyedflib's message starts with the path, which the InputError already gives
         msg = _short(exc).replace(f"{p}: ", "")
-        raise InputError(f"cannot open EDF/BDF file: {msg}", str(p)) from None
+        if not raw_reader_can_take(hdr, msg):
+            raise InputError(f"cannot open EDF/BDF file: {msg}", str(p)) from None
+        # edflib refuses the file for its text fields only (e.g. a Latin-1 label): read it ourselves
+        return _edf_raw_recording(p, fmt, EdfRaw(hdr))
     try:
-        is_bdf = p.suffix.lower() == ".bdf" or f.filetype in (2, 3)
-        plus = reserved.upper().startswith(("EDF+", "BDF+"))
-        fmt = ("bdf" if is_bdf else "edf") + ("+" if plus else "")
         labels = f.getSignalLabels()
         rates = f.getSampleFrequencies()
         n = f.getNSamples()
@@ -339,12 +352,30 @@ def _read_edf_header(p: Path) -> Recording:
                     index=i,
                     _loader=_edf_loader(p, i),
                     path=str(p),
+                    _block_opener=_edf_block_opener(p, i, label.strip()),
                 )
             )
     finally:
         f.close()
     return Recording(
-        path=p, format=fmt, channels=channels, start_time=start, _annotation_loader=lambda: _edf_annotations(p)
+        path=p, format=fmt, channels=channels, start_time=start, _annotation_loader=lambda: _edf_annotations(p),
+        warnings=list(hdr.warnings),
+    )
+
+
+def _edf_raw_recording(p: Path, fmt: str, raw) -> Recording:
+    """A recording read by :class:`resp_sep.integrity.EdfRaw` (files edflib refuses for cosmetic reasons)."""
+    hdr = raw.hdr
+    channels = []
+    for i, s in enumerate(hdr.signals):
+        if s.is_annotation:
+            continue
+        channels.append(Channel(label=s.label, fs=s.spr / hdr.record_s, unit=s.unit, n_samples=s.spr * hdr.n_records,
+                                index=len(channels), _loader=(lambda i=i: raw.physical(i)), path=str(p)))
+    return Recording(
+        path=p, format=fmt, channels=channels, start_time=hdr.start,
+        _annotation_loader=lambda: [Annotation(o, d, t) for o, d, t in raw.annotations()],
+        warnings=list(hdr.warnings),
     )
 
 
@@ -356,6 +387,20 @@ def _edf_loader(p: Path, i: int) -> Callable[[], np.ndarray]:
             return f.readSignal(i, digital=False)
 
     return load
+
+
+def _edf_block_opener(p: Path, i: int, label: str) -> Callable[[], ChannelBlocks]:
+    def open_blocks() -> ChannelBlocks:
+        import pyedflib
+
+        try:
+            f = pyedflib.EdfReader(str(p))
+        except Exception as exc:
+            raise InputError(f"cannot open EDF/BDF file: {_short(exc)}", str(p)) from None
+        return ChannelBlocks(lambda start, n: f.readSignal(i, start=start, n=n, digital=False), f.close,
+                             label, str(p))
+
+    return open_blocks
 
 
 def _edf_annotations(p: Path) -> list[Annotation]:
@@ -375,7 +420,10 @@ def _edf_annotations(p: Path) -> list[Annotation]:
 def _read_wfdb_header(p: Path) -> Recording:
     import wfdb
 
+    from resp_sep.integrity import check_wfdb_data, check_wfdb_text
+
     record = str(p.with_suffix(""))
+    check_wfdb_text(p)  # what wfdb lets pass: a negative rate, missing or extra signal lines
     try:
         hdr = wfdb.rdheader(record, rd_segments=True)
     except Exception as exc:
@@ -399,11 +447,26 @@ def _read_wfdb_header(p: Path) -> Recording:
             total_len = sum(int(n or 0) for n in hdr.seg_len)
     else:
         names, units, spf = hdr.sig_name or [], hdr.units or [], hdr.samps_per_frame or []
+    # every signal file against the size its header implies (segment by segment)
+    warnings: list[str] = []
+    for seg_hdr, seg_hea in ([(s, p.parent / f"{s.record_name}.hea") for s in segs if (s.sig_len or 0) > 0]
+                             if multi else [(hdr, p)]):
+        try:
+            if seg_hea != p:
+                check_wfdb_text(seg_hea)
+            for dat in {fn for fn in (getattr(seg_hdr, "file_name", None) or []) if fn}:
+                if not (p.parent / dat).exists():
+                    raise InputError(f"WFDB signal file '{dat}' is missing", str(seg_hea))
+            seg_warnings, inferred = check_wfdb_data(seg_hea, seg_hdr)
+        except InputError as e:
+            if seg_hea == p:
+                raise
+            raise InputError(f"segment {seg_hea.name}: {e.problem}", str(p)) from None
+        warnings += seg_warnings
+        if not multi and total_len <= 0 and inferred:  # no length in the header: the file says it
+            total_len = inferred
     if total_len <= 0:
         raise InputError("WFDB header declares no samples", str(p))
-    for dat in {fn for fn in (getattr(hdr, "file_name", None) or []) if fn}:
-        if not (p.parent / dat).exists():
-            raise InputError(f"WFDB signal file '{dat}' is missing", str(p))
     channels = []
     for i, name in enumerate(names):
         k = int(spf[i] or 1) if i < len(spf) else 1
@@ -423,7 +486,7 @@ def _read_wfdb_header(p: Path) -> Recording:
         start = _dt.datetime.combine(hdr.base_date, hdr.base_time)
     return Recording(
         path=p, format="wfdb", channels=channels, start_time=start,
-        _annotation_loader=lambda: _wfdb_annotations(record, fs),
+        _annotation_loader=lambda: _wfdb_annotations(record, fs), warnings=warnings,
     )
 
 

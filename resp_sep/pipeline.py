@@ -51,6 +51,27 @@ def _method_names(method: str) -> list[str]:
     return [m.strip() for m in method.split(",") if m.strip()]
 
 
+def model_signals(method: str, signal: str, models: tuple[str, ...]) -> list[tuple[str | None, list[str]]]:
+    """The checkpoints a run may load, as ``(name_or_path, kinds)`` for :func:`resp_sep.checkpoint.check_model`.
+
+    ``--model`` values (``KIND=PATH`` or a path) as given; the shipped models for the inputs the
+    method may use otherwise; nothing when the method runs no separator.
+    """
+    names = _method_names(method)
+    if names and not any(SOURCES[n].model for n in names):
+        return []
+    if models:
+        out = []
+        for m in models:
+            pre, _, rest = m.partition("=")
+            out.append((rest, [pre.lower()]) if rest and pre.lower() in ("ecg", "ppg") else (m, [None]))
+        return [(m, k if k != [None] else (["ecg"] if signal in ("auto", "both", "ecg") else ["ppg"])) for m, k in out]
+    if names:
+        return [(None, sorted({SOURCES[n].kind for n in names if SOURCES[n].model}))]
+    kinds = [signal] if signal in ("ecg", "ppg") else ["ecg", "ppg"]
+    return [(None, kinds)]
+
+
 def check_signal(signal: str) -> None:
     """Raise a usage error (exit 2) for an unknown ``--signal``."""
     if signal not in SIGNALS:
@@ -345,6 +366,16 @@ def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | N
         ``sources`` (mean weight of each), ``model``, ``median_bpm``/``windows_scored`` (when rates
         were computed), ``note``.
     """
+    from resp_sep.writers import output_set
+
+    # all outputs or none: a CSV left without its rates or figure would be skipped as done by a rerun
+    with output_set() as outs:
+        return _extract_file(path, out, opts, separators, progress, outs)
+
+
+def _extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | None,
+                  progress: Callable[[int, int], None] | None, outs) -> dict:
+    """:func:`extract_file`, writing every output to ``outs.path(final)`` (a :class:`~resp_sep.writers.OutputSet`)."""
     from resp_sep.io import read_recording
     from resp_sep.writers import write_csv, write_edf
 
@@ -354,17 +385,17 @@ def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | N
     y = at_rate(resp.wave, resp.fs, opts.out_rate, n_out)
     t = np.arange(y.size) / opts.out_rate
     if opts.fmt == "edf":
-        write_edf(out, [{"label": "Resp respsep", "fs": opts.out_rate, "unit": "a.u.", "data": np.nan_to_num(y)}],
+        write_edf(outs.path(out), [{"label": "Resp respsep", "fs": opts.out_rate, "unit": "a.u.", "data": np.nan_to_num(y)}],
                   start_time=rec.start_time)
     else:
-        write_csv(out, ["time_s", "resp"], [t, y], ["%.4f", "%.6g"])
+        write_csv(outs.path(out), ["time_s", "resp"], [t, y], ["%.4f", "%.6g"])
     mean_w = resp.fusion.weights.mean(axis=0) if len(resp.fusion.weights) else np.zeros(len(resp.fusion.names))
     info = {"file": str(rec.path), "out": str(out), "method": opts.method, "signal": "+".join(resp.channels),
             "channel": ", ".join(resp.channels.values()), "duration_s": round(resp.duration_s, 3),
             "sources": {n: round(float(v), 3) for n, v in zip(resp.fusion.names, mean_w)},
             "model": ", ".join(s.name for s in resp.separators.values()) or None,
             "resp_encoder": ", ".join(str(s.resp_encoder) for s in resp.separators.values()) or None,
-            "note": "; ".join(resp.notes)}
+            "note": "; ".join(resp.notes), "warnings": list(getattr(rec, "warnings", []))}
     rates, rows = None, None
     if opts.rates or opts.plot:
         rates, rows = resp.rate_rows(opts.window_s)
@@ -373,11 +404,11 @@ def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | N
         info["windows_scored"] = f"{int(ok.sum())}/{len(rates.bpm)}"
         info["low_confidence"] = int(sum(r["flag"] in ("low_confidence", "disagree") for r in rows))
     if opts.rates:
-        write_rates_csv(opts.rates, rows)
+        write_rates_csv(outs.path(opts.rates), rows)
         info["rates"] = str(opts.rates)
     if opts.plot:
         from resp_sep.plots import plot_extraction
 
-        plot_extraction(opts.plot, rec, resp, rates, opts.channel)
+        plot_extraction(outs.path(opts.plot), rec, resp, rates, opts.channel)
         info["plot"] = str(opts.plot)
     return info

@@ -25,7 +25,7 @@ import torch
 
 from resp_sep.checkpoint import load_checkpoint, save_checkpoint
 from resp_sep.data import SegmentIndex, cache_recording, split_subjects, subject_id
-from resp_sep.errors import ModelError, RespSepError
+from resp_sep.errors import ModelError, RespSepError, UsageError
 from resp_sep.losses import LossWeights, total_loss
 from resp_sep.model import ModelConfig, MultiEncoderAE
 from resp_sep.preprocess import MODEL_FS, SEGMENT_LEN
@@ -217,7 +217,7 @@ def prepare_data(cfg: TrainConfig, log: Callable = print) -> tuple[SegmentIndex,
     """
     from resp_sep.io import find_recordings
 
-    cache_dir = Path(cfg.cache_dir or Path(cfg.out).with_suffix("").as_posix() + ".cache")
+    cache_dir = cache_path(cfg)
     paths = find_recordings(cfg.inputs) if cfg.inputs else []
     if cfg.simulate:
         paths += _simulated_inputs(cfg, cache_dir, log)
@@ -472,9 +472,12 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
     best = {"metric": float("inf"), "epoch": -1, "step": -1}
     start_epoch, start_step = 0, 0
     if resume:
-        last = Path(resume) if isinstance(resume, str) else _last_path(cfg.out)
+        last = check_resume(cfg, resume)
         ck = load_checkpoint(last, map_location=device)
-        model.load_state_dict(ck["state_dict"])
+        try:
+            model.load_state_dict(ck["state_dict"])
+        except RuntimeError:
+            raise ModelError("cannot resume: its weights do not match this run's model settings", str(last)) from None
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         _set_rng_state(ck["rng"])
@@ -485,6 +488,8 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
             start_epoch, start_step = int(ck["epoch"]), int(nxt)
         history = list(ck["metrics"]["history"])
         best = {"step": -1, **dict(ck["best"])}
+        if start_epoch >= cfg.epochs:
+            raise UsageError(f"{last}: the run already finished ({cfg.epochs} epochs); raise --epochs to train on")
         quiet_log(f"resumed from {last} at epoch {start_epoch + 1}, step {start_epoch * steps_per_epoch + start_step}")
     elif cfg.init:
         _init_from(model, cfg.init, device)
@@ -582,7 +587,7 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
                     save_checkpoint(_result_ckpt(model, cfg, data_summary, history, best, entry), cfg.out)
                 last = _result_ckpt(model, cfg, data_summary, history, best, ref_entry)
                 last.update({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                             "next_step": s + 1, "rng": _rng_state()})
+                             "next_step": s + 1, "steps_per_epoch": steps_per_epoch, "rng": _rng_state()})
                 save_checkpoint(last, _last_path(cfg.out))
                 if progress and entry is not None:
                     progress("epoch", entry=entry, improved=improved or val is None)
@@ -639,6 +644,39 @@ def _init_from(model: MultiEncoderAE, path: str, device: torch.device) -> None:
         diff = ", ".join(f"{k}: {theirs.get(k)} vs {ours.get(k)}" for k in ours if theirs.get(k) != ours.get(k))
         raise ModelError(f"--init checkpoint has another architecture ({diff})", str(path))
     model.load_state_dict(ck["state_dict"])
+
+
+def cache_path(cfg: TrainConfig) -> Path:
+    """The segment cache folder of a run: ``cfg.cache_dir`` or ``OUT.cache`` beside the checkpoint."""
+    return Path(cfg.cache_dir or Path(cfg.out).with_suffix("").as_posix() + ".cache")
+
+
+def check_resume(cfg: TrainConfig, resume: bool | str) -> Path:
+    """The checkpoint a ``--resume`` run continues from, checked before any work.
+
+    Raises
+    ------
+    ModelError
+        Missing, unreadable or not a resumable ("last") checkpoint (exit 5).
+    UsageError
+        The run it belongs to has already trained ``cfg.epochs`` epochs (exit 2).
+    """
+    last = Path(resume) if isinstance(resume, str) else _last_path(cfg.out)
+    if not last.exists():
+        raise ModelError("cannot resume: no such checkpoint (a run writes OUT.last.pt after its first epoch)",
+                         str(last))
+    ck = load_checkpoint(last)
+    missing = [k for k in ("optimizer", "scheduler", "epoch", "rng", "best", "metrics") if k not in ck]
+    if missing:
+        raise ModelError(f"cannot resume: not a resumable checkpoint (lacks {', '.join(missing)}); "
+                         "resume from OUT.last.pt", str(last))
+    epoch, nxt, per = int(ck["epoch"]), ck.get("next_step"), ck.get("steps_per_epoch")
+    epoch_done = nxt is None or (per is not None and int(nxt) >= int(per))
+    done = epoch + 1 if epoch_done else epoch
+    if done >= cfg.epochs:
+        raise UsageError(f"{last}: the run already finished ({done} of {cfg.epochs} epochs); "
+                         f"raise --epochs above {done} to train on")
+    return last
 
 
 def _result_ckpt(model, cfg: TrainConfig, data_summary: dict, history: list, best: dict, entry: dict) -> dict:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import glob as _glob
 import math
 import os
 import re
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from resp_sep.errors import OutputError
+from resp_sep.textfmt import format_rows
 
 #: EDF header fields: label 16 characters, physical dimension 8, numbers 8.
 EDF_LABEL_LEN, EDF_UNIT_LEN, EDF_NUMBER_LEN = 16, 8, 8
@@ -71,6 +73,55 @@ def _temp_name(final: Path) -> Path:
     return final.with_name(f".{final.name}.{token}.tmp{final.suffix}")
 
 
+#: temporary files this process has created and not yet renamed or deleted: a signal handler that
+#: must exit at once (a batch worker told to stop) deletes them with :func:`remove_live_temps`
+_LIVE_TEMPS: set[Path] = set()
+
+
+def _reserve_temp(final: Path) -> Path:
+    """Create (empty) and register a hidden temporary file beside ``final``."""
+    with _output_errors(final):
+        if final.is_dir():
+            raise OutputError("cannot write: is a folder", str(final))
+        while True:
+            tmp = _temp_name(final)
+            try:
+                # O_EXCL: never reuse a file someone else is writing; mode 0o666 so the umask
+                # applies (tempfile.mkstemp would leave a 0600 file behind after the rename).
+                fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:  # pragma: no cover - 32 random bits collided
+                continue
+            os.close(fd)
+            _LIVE_TEMPS.add(tmp)
+            return tmp
+
+
+def _drop_temp(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+    _LIVE_TEMPS.discard(tmp)
+
+
+def remove_live_temps() -> None:
+    """Delete every temporary output file of this process (for signal handlers about to exit)."""
+    for tmp in list(_LIVE_TEMPS):
+        for cand in (tmp, *tmp.parent.glob(_glob.escape(f".{tmp.name}.") + "*")):  # a writer's own temporary
+            with contextlib.suppress(OSError):
+                cand.unlink()
+        _LIVE_TEMPS.discard(tmp)
+
+
+def remove_stale_temps(finals: Sequence[str | os.PathLike], pids: Sequence[int]) -> None:
+    """Delete the temporary files that processes ``pids`` (stopped workers) left for ``finals``."""
+    for final in finals:
+        f = Path(final)
+        for pid in pids:
+            for pattern in (f".{f.name}.{pid}-", f"..{f.name}.{pid}-"):
+                for cand in f.parent.glob(_glob.escape(pattern) + "*"):
+                    with contextlib.suppress(OSError):
+                        cand.unlink()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Write a file under a temporary name and move it onto ``path`` only on success.
@@ -104,27 +155,177 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     ...     tmp.write_text("done\\n")
     """
     final = Path(path)
-    with _output_errors(final):
-        if final.is_dir():
-            raise OutputError("cannot write: is a folder", str(final))
-        while True:
-            tmp = _temp_name(final)
-            try:
-                # O_EXCL: never reuse a file someone else is writing; mode 0o666 so the umask
-                # applies (tempfile.mkstemp would leave a 0600 file behind after the rename).
-                fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            except FileExistsError:  # pragma: no cover - 32 random bits collided
-                continue
-            os.close(fd)
-            break
+    tmp = _reserve_temp(final)
     try:
         with _output_errors(final):
             yield tmp
             os.replace(tmp, final)
+        _LIVE_TEMPS.discard(tmp)
     except BaseException:  # also on Ctrl-C: never leave the temporary file behind
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        _drop_temp(tmp)
         raise
+
+
+class OutputSet:
+    """The outputs of one command, written all-or-nothing (see :func:`output_set`)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Path, Path] = {}  # final -> temporary
+
+    def path(self, final: str | os.PathLike) -> Path:
+        """A temporary path to write ``final`` to (same folder, same suffix, hidden).
+
+        Any writer can be given it (``write_csv``, ``write_edf``, ``savefig``); it is moved onto
+        ``final`` when the whole block succeeds, deleted otherwise. Asking twice for the same
+        final path returns the same temporary.
+        """
+        final = Path(final)
+        if final not in self._pending:
+            self._pending[final] = _reserve_temp(final)
+        return self._pending[final]
+
+    def commit(self) -> None:
+        """Move every temporary onto its final name; on a failure, undo the moves already made."""
+        done: list[Path] = []
+        try:
+            for final, tmp in self._pending.items():
+                with _output_errors(final):
+                    os.replace(tmp, final)
+                _LIVE_TEMPS.discard(tmp)
+                done.append(final)
+        except BaseException:
+            for final in done:  # all or nothing: a result without its companions misleads
+                with contextlib.suppress(OSError):
+                    final.unlink()
+            self.discard()
+            raise
+        self._pending.clear()
+
+    def discard(self) -> None:
+        """Delete every temporary not yet moved."""
+        for tmp in self._pending.values():
+            _drop_temp(tmp)
+        self._pending.clear()
+
+
+@contextlib.contextmanager
+def output_set() -> Iterator[OutputSet]:
+    """Write several outputs so that either all of them appear or none does.
+
+    Inside the block, ask ``outs.path(final)`` for a temporary path per output and write to it.
+    When the block succeeds every temporary is renamed onto its final name; when it raises
+    (including Ctrl-C) the temporaries are deleted and no final file is touched. A command that
+    writes a respiration CSV, a rates CSV and a figure therefore never leaves the CSV alone behind
+    for a rerun to skip as done.
+
+    Examples
+    --------
+    >>> with output_set() as outs:                                        # doctest: +SKIP
+    ...     write_csv(outs.path("resp.csv"), ["time_s", "resp"], [t, y])
+    ...     plot(outs.path("resp.png"))
+    """
+    outs = OutputSet()
+    try:
+        yield outs
+    except BaseException:
+        outs.discard()
+        raise
+    outs.commit()
+
+
+def check_outputs(outputs: dict[str, str | os.PathLike | None], inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """Check, before any work, that every output can be written.
+
+    Parameters
+    ----------
+    outputs : dict
+        ``{option name: path or None}``, e.g. ``{"--out": "r.csv", "--plot": None}``.
+    inputs : sequence of path
+        Input files that no output may replace.
+
+    Raises
+    ------
+    OutputError
+        A path is a folder, its folder does not exist or is not writable (exit 6).
+    UsageError
+        Two options name the same file, or an output would replace an input (exit 2).
+    """
+    from resp_sep.errors import UsageError
+
+    seen: dict[str, str] = {}
+    ins = {_key(Path(i)) for i in inputs}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        p = Path(path)
+        if str(path).strip() == "" or p.name in ("", ".", ".."):
+            raise UsageError(f"{option} needs a file name (got '{path}')")
+        key = _key(p)
+        if key in seen:
+            raise UsageError(f"{option} and {seen[key]} name the same file ({path})")
+        if key in ins:
+            raise UsageError(f"{option} {path} would replace an input recording")
+        seen[key] = option
+        if p.is_dir():
+            raise OutputError("cannot write: is a folder", str(path))
+        _check_writable_folder(p.parent, str(path))
+
+
+def _key(p: Path) -> str:
+    try:
+        return str(p.resolve())
+    except (OSError, RuntimeError):  # a symbolic link loop: the reader reports it
+        return str(p.absolute())
+
+
+def _check_writable_folder(folder: Path, shown: str) -> None:
+    folder = folder if str(folder) else Path(".")
+    if not folder.exists():
+        raise OutputError(f"cannot write: folder '{folder}' does not exist", shown)
+    if not folder.is_dir():
+        raise OutputError(f"cannot write: '{folder}' is not a folder", shown)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write: permission denied in folder '{folder}'", shown)
+
+
+def check_folder(folder: str | os.PathLike, option: str = "--out-dir") -> bool:
+    """Check, before any work, that ``folder`` exists or can be created; returns whether it exists.
+
+    Raises
+    ------
+    OutputError
+        It is a file, or an existing ancestor is a file or not writable (exit 6).
+    """
+    p = Path(folder)
+    if p.is_dir():
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise OutputError(f"{option}: permission denied (cannot write in the folder)", str(folder))
+        return True
+    if p.exists() or p.is_symlink():
+        raise OutputError(f"{option}: exists and is not a folder", str(folder))
+    anc = p.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise OutputError(f"{option}: cannot create the folder ('{anc}' is a file)", str(folder))
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise OutputError(f"{option}: cannot create the folder (permission denied in '{anc}')", str(folder))
+    return False
+
+
+def make_folder(folder: str | os.PathLike, option: str = "--out-dir") -> bool:
+    """Create ``folder`` (and parents) after :func:`check_folder`; returns whether it was created."""
+    existed = check_folder(folder, option)
+    if not existed:
+        with _output_errors(folder):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+    return not existed
+
+
+def remove_if_empty(folder: str | os.PathLike) -> None:
+    """Remove a folder this command created when a failure left nothing in it."""
+    with contextlib.suppress(OSError):
+        Path(folder).rmdir()
 
 
 # --------------------------------------------------------------------------------------------- EDF
@@ -488,7 +689,12 @@ def write_csv(
     with atomic_output(final) as tmp, open(tmp, "w", newline="\n", encoding="utf-8") as fh:
         fh.write(",".join(header) + "\n")
         for start in range(0, n, CSV_CHUNK_ROWS):
-            # A 2-D object-free block per chunk: savetxt formats whole rows with one '%' each.
-            block = np.column_stack([c[start:start + CSV_CHUNK_ROWS] for c in cols])
-            np.savetxt(fh, block, fmt=row_fmt, delimiter=",")
+            chunk = [c[start:start + CSV_CHUNK_ROWS] for c in cols]
+            # %.Nf / %.Ng columns: formatted with array operations, byte for byte what savetxt
+            # writes (resp_sep.textfmt); anything else: savetxt, one Python '%' per row.
+            text = format_rows(chunk, fmts)
+            if text is not None:
+                fh.write(text.decode("ascii"))
+            else:
+                np.savetxt(fh, np.column_stack(chunk), fmt=row_fmt, delimiter=",")
     return final

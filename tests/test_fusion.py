@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from resp_sep.fusion import FLAGS, fuse, robust_scale, window_starts
 from resp_sep.quality import window_spectra
