@@ -305,8 +305,9 @@ def robust_scale(x: np.ndarray) -> float:
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
-    """``x`` in units of its robust standard deviation, artefacts clipped at +-CLIP."""
-    return np.clip(x / robust_scale(x), -CLIP, CLIP)
+    """``x`` less its median, in units of its robust standard deviation, artefacts clipped at +-CLIP."""
+    med = np.nanmedian(x) if np.isfinite(x).any() else 0.0
+    return np.clip((x - med) / robust_scale(x), -CLIP, CLIP)
 
 
 def _std(x: np.ndarray) -> float:

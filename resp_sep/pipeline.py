@@ -30,6 +30,8 @@ METHOD_FUSION = "fusion"
 METHOD_SEPARATOR = "separator"
 SIGNALS = ("auto", "ecg", "ppg", "both")
 #: rates table columns (CSV header of ``--rates``).
+#: shortest input (s) respsep works on: one breaths/min window.
+MIN_DURATION_S = 60.0
 RATE_COLUMNS = ("start_s", "end_s", "breaths_per_min", "quality", "confidence", "flag", "sources")
 
 
@@ -257,6 +259,9 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
             failures.update({n: e.problem for n in wanted})
             notes.append(f"{kind.upper()} not used: {e.problem}")
             continue
+        if sig.duration_s < MIN_DURATION_S:
+            raise InputError(f"recording too short: {sig.duration_s:.1f} s of {kind.upper()}, respsep needs at "
+                             f"least {MIN_DURATION_S:.0f} s", path)
         channels[kind] = sig.label
         if sig.note:
             notes.append(sig.note)

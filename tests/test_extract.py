@@ -138,8 +138,11 @@ def test_cli_errors(tmp_path, tiny_ckpt, recordings):
     code, _, se = run("extract", str(short), "--out", str(tmp_path / "s.csv"), "--model", tiny_ckpt,
                       "--method", "separator")
     assert code == 3 and "too short" in se
-    # the heuristics need no 61-s segment: the default still answers, and says what it left out
     code, so, se = run("extract", str(short), "--out", str(tmp_path / "s.csv"), "--model", tiny_ckpt)
+    assert code == 3 and "too short" in se and not (tmp_path / "s.csv").exists()
+    # between one rate window and one separator segment the heuristics answer, and say what was left out
+    mid = write_simulation(simulate(duration_s=61, fs=250, seed=3), tmp_path / "mid.edf")
+    code, so, se = run("extract", str(mid), "--out", str(tmp_path / "m.csv"), "--model", tiny_ckpt)
     assert code == 0 and "separator_ecg (" in so and "too short" in so
     code, _, se = run("extract", paths[0], "--out", str(tmp_path / "x.csv"), "--model", tiny_ckpt,
                       "--channel", "ecg=NOPE")
