@@ -507,7 +507,7 @@ def extract(
 
         for name, kinds in model_signals(method, signal, tuple(model or ())):
             check_model(name, kinds, device=device)
-    created = make_folder(out_dir) if (out_dir and tasks) else False
+    created = make_folder(out_dir) if (out_dir and tasks) else None
     cores = _os.cpu_count() or 1
     per_job = threads or max(1, cores // jobs)
 
@@ -557,8 +557,8 @@ def extract(
             outs_ = [x for x in (o, r, plot) if x]
             if p not in reported and all(Path(x).is_file() and Path(x).stat().st_mtime >= t_start for x in outs_):
                 results.append({"file": p, "out": o, "status": "ok", "note": "finished as the batch stopped"})
-    if created and not any(r["status"] == "ok" for r in results):
-        remove_if_empty(out_dir)  # nothing written: leave no trace of this run
+    if created is not None and not any(r["status"] == "ok" for r in results):
+        remove_if_empty(out_dir, created)  # nothing written: leave no trace of this run
     finished = {r["file"] for r in results}
     _finish_batch(results, as_json, quiet, batch, not_done=sum(t[0] not in finished for t in tasks),
                   interrupted=interrupted)
@@ -679,8 +679,10 @@ def eval_cmd(
 
 def _print_table(t) -> None:
     """Print a rich table; to a pipe or log (not a terminal, no COLUMNS) at its full width, never cut at 80."""
-    wide = not out.is_terminal and not os.environ.get("COLUMNS")
-    out.print(t, width=max(out.width, 250) if wide else None)
+    if out.is_terminal or os.environ.get("COLUMNS"):
+        out.print(t)
+    else:  # rich assumes 80 columns without a terminal; a table in a log must not lose its numbers
+        Console(file=out.file, highlight=False, soft_wrap=True, width=250).print(t)
 
 
 def _fmt(v, d: int = 2) -> str:
@@ -788,8 +790,8 @@ def demo(
     except BaseException:  # all or nothing: remove what this run wrote
         for x in new:
             x.unlink(missing_ok=True)
-        if created:
-            remove_if_empty(d)
+        if created is not None:
+            remove_if_empty(d, created)
         raise
     if as_json:
         _emit_json({"recording": str(rec), "resp_csv": str(csv), "rates_csv": str(rates), "plot": str(png),

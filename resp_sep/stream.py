@@ -9,13 +9,12 @@ float32 at 25 Hz).
 
 How it stays identical to the whole-array path
 ----------------------------------------------
-* **Resampling** (:class:`LineResampler`): ``scipy.signal.resample_poly(x, up, down,
+* **Resampling** (:class:`resp_sep.resample.LineResampler`): ``resample_poly(x, up, down,
   padtype="line")`` is ``upfirdn`` with a fixed FIR filter over the signal extended at both ends
   by the straight line through its first and last samples. Each output sample is the same
   ordered sum of products of input samples (or extension values) and filter taps, whichever block
-  it is computed in, provided the block starts on the polyphase grid and holds the sample's whole
-  support. Blocks are built with the extension values computed exactly as scipy computes them
-  (from the *whole* signal's first and last samples) and only fully supported outputs are kept.
+  it is computed in; blocks are given the extension values computed from the *whole* signal's
+  first and last samples.
 * **Segments and batches** are the same: the same starts (:func:`segment_starts`), grouped into
   the same batches, so the model sees the same tensors.
 * **Stitching**: each 200-Hz sample is the same sum over the same segments in the same order,
@@ -30,110 +29,17 @@ sizes and block sizes, with block boundaries falling everywhere.
 from __future__ import annotations
 
 from collections.abc import Callable
-from fractions import Fraction
-from functools import lru_cache
 
 import numpy as np
 
 from resp_sep.errors import InputError
 from resp_sep.preprocess import MODEL_FS, SEGMENT_LEN
+from resp_sep.resample import LineResampler, rate_ratio
 
 #: output samples computed per resampling block (bounds the temporary arrays)
-BLOCK = 1 << 16
+BLOCK = 1 << 18
 
 Reader = Callable[[int, int], np.ndarray]
-
-
-def rate_ratio(fs_in: float, fs_out: float, max_denominator: int = 1000) -> tuple[int, int]:
-    """``(up, down)`` exactly as :func:`resp_sep.preprocess.resample` chooses them."""
-    if fs_in <= 0 or fs_out <= 0:
-        raise ValueError(f"sampling rates must be positive (got {fs_in} -> {fs_out} Hz)")
-    r = Fraction(fs_out / fs_in).limit_denominator(max_denominator)
-    return r.numerator, r.denominator
-
-
-@lru_cache(maxsize=16)
-def _filter(up: int, down: int) -> tuple[np.ndarray, int]:
-    """The filter (front zero padding included) and ``n_pre_remove`` of ``resample_poly``.
-
-    ``resample_poly`` also pads the filter's end with zeros until it yields every wanted output;
-    those taps meet the earliest input samples of each sum and add exact zeros, so they are left
-    out here (the output count is computed from the signal's length instead).
-    """
-    from scipy.signal import firwin
-
-    max_rate = max(up, down)
-    half_len = 10 * max_rate
-    h = np.asarray(firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)), dtype=np.float64)
-    h *= up
-    n_pre_pad = down - half_len % down
-    n_pre_remove = (half_len + n_pre_pad) // down
-    h = np.concatenate([np.zeros(n_pre_pad), h])
-    h.setflags(write=False)
-    return h, n_pre_remove
-
-
-class LineResampler:
-    """``scipy.signal.resample_poly(x, up, down, padtype="line")``, any output block at a time.
-
-    Parameters
-    ----------
-    n_in : int
-        Length of the whole input signal.
-    up, down : int
-        Rate ratio (coprime), as :func:`rate_ratio` gives it.
-    first, last : float
-        The whole signal's first and last samples (they define the line extension).
-    """
-
-    def __init__(self, n_in: int, up: int, down: int, first: float, last: float):
-        if n_in < 2:
-            raise ValueError("need at least two input samples")
-        self.n_in, self.up, self.down = int(n_in), int(up), int(down)
-        self.n_out = -(-self.n_in * self.up // self.down)
-        self.h, self.pre = _filter(self.up, self.down)
-        self.hpp = -(-len(self.h) // self.up)  # taps per polyphase branch (upfirdn's h_per_phase)
-        self.first, self.last = float(first), float(last)
-        self.slope = (self.last - self.first) / (self.n_in - 1)
-
-    def needs(self, k0: int, k1: int) -> tuple[int, int]:
-        """Input index range ``[i0, i1)`` the outputs ``[k0, k1)`` depend on (may reach past the ends)."""
-        u0, u1 = k0 + self.pre, k1 + self.pre
-        lo = (u0 * self.down) // self.up - self.hpp + 1
-        hi = ((u1 - 1) * self.down) // self.up
-        return lo, hi + 1
-
-    def extended(self, i0: int, i1: int, inside: np.ndarray) -> np.ndarray:
-        """Samples ``[i0, i1)`` of the line-extended signal, given ``inside = x[max(i0,0):min(i1,n)]``."""
-        n = self.n_in
-        parts = []
-        if i0 < 0:  # upfirdn's _extend_left: x[0] + idx * slope
-            idx = np.arange(i0, min(0, i1), dtype=np.intp)
-            parts.append(self.first + idx.astype(np.float64) * self.slope)
-        parts.append(np.asarray(inside, dtype=np.float64))
-        if i1 > n:  # _extend_right: x[n-1] + (idx - n + 1) * slope
-            idx = np.arange(max(n, i0), i1, dtype=np.intp)
-            parts.append(self.last + (idx - n + 1).astype(np.float64) * self.slope)
-        out = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        if out.size != i1 - i0:
-            raise ValueError("inside samples do not match the requested range")
-        return out
-
-    def compute(self, k0: int, k1: int, read: Reader) -> np.ndarray:
-        """Outputs ``[k0, k1)`` (float64); ``read(a, b)`` returns input samples ``x[a:b]``."""
-        from scipy.signal import upfirdn
-
-        k0, k1 = max(0, k0), min(self.n_out, k1)
-        if k1 <= k0:
-            return np.zeros(0)
-        lo, hi = self.needs(k0, k1)
-        s = (lo // self.down) * self.down  # on the polyphase grid: s * up is a multiple of down
-        a, b = max(s, 0), min(hi, self.n_in)
-        inside = read(a, b) if b > a else np.zeros(0)
-        x = self.extended(s, hi, inside)
-        y = upfirdn(self.h, x, self.up, self.down)
-        off = (k0 + self.pre) - s * self.up // self.down
-        return y[off:off + (k1 - k0)]
 
 
 # ------------------------------------------------------------------------------------ extraction

@@ -313,19 +313,36 @@ def check_folder(folder: str | os.PathLike, option: str = "--out-dir") -> bool:
     return False
 
 
-def make_folder(folder: str | os.PathLike, option: str = "--out-dir") -> bool:
-    """Create ``folder`` (and parents) after :func:`check_folder`; returns whether it was created."""
-    existed = check_folder(folder, option)
-    if not existed:
-        with _output_errors(folder):
-            Path(folder).mkdir(parents=True, exist_ok=True)
-    return not existed
+def make_folder(folder: str | os.PathLike, option: str = "--out-dir") -> Path | None:
+    """Create ``folder`` (and parents) after :func:`check_folder`.
+
+    Returns
+    -------
+    Path or None
+        The top-most folder created (to remove with :func:`remove_if_empty` when nothing was
+        written), ``None`` when ``folder`` existed.
+    """
+    if check_folder(folder, option):
+        return None
+    top = Path(folder)
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    with _output_errors(folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    return top
 
 
-def remove_if_empty(folder: str | os.PathLike) -> None:
-    """Remove a folder this command created when a failure left nothing in it."""
-    with contextlib.suppress(OSError):
-        Path(folder).rmdir()
+def remove_if_empty(folder: str | os.PathLike, top: str | os.PathLike | None = None) -> None:
+    """Remove a folder this command created (and its created parents up to ``top``) when left empty."""
+    p, stop = Path(folder), Path(top) if top is not None else Path(folder)
+    while True:
+        try:
+            p.rmdir()
+        except OSError:
+            return
+        if p == stop or p.parent == p:
+            return
+        p = p.parent
 
 
 # --------------------------------------------------------------------------------------------- EDF
