@@ -106,6 +106,26 @@ def segment_flops(model, fn: Callable, *args) -> float:
     return float(fc.get_total_flops())
 
 
+def matmul_peak_gflops(threads: int, dtype: str = "float32", n: int = 2048, repeats: int = 5) -> float:
+    """The machine's measured compute peak: best GFLOP/s of an ``n x n`` matrix product in torch
+    (``dtype`` float32 or bfloat16) on ``threads`` CPU threads - the ceiling the model could reach."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    dt = getattr(torch, dtype)
+    a, b = torch.rand(n, n, dtype=dt), torch.rand(n, n, dtype=dt)
+    best = float("inf")
+    try:
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(old)
+    return 2 * n**3 / best / 1e9
+
+
 # ---------------------------------------------------------------------------------------- timing
 
 

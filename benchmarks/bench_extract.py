@@ -56,6 +56,7 @@ METHODS = {
     "fast": "respsep (fast path)",
     "compiled": "respsep (fast path) + torch.compile",
     "resp_only": "respiration-only decode (fast=False)",
+    "bf16": "fast path under CPU bf16 autocast (not shipped: see docs)",
     "plain": "(a) plain: all encoders, no overlap, fp32 eager",
     "neurokit": "(b) NeuroKit2 EDR (all_baselines)",
 }
@@ -105,6 +106,11 @@ def child(spec: dict) -> None:
             seg_fn = lambda xx: model.separate(xx)
         else:
             sep = Separator(model, k, torch.device(dev), fast=kind != "resp_only", compile=kind == "compiled")
+            if kind == "bf16":  # oneDNN bf16 convolutions (AVX512-BF16/AMX); results differ ~1e-2
+                def bf16_logits(x, _net=sep._fast_net):
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        return _net()(x)
+                sep._fast_logits = bf16_logits
             sep.respiration_segments = _timed(sep.respiration_segments, model_s)
             run = lambda x: sep.extract(x, fs, batch_size=spec.get("batch_size"))
             n_seg = len(segment_starts(n200, SEGMENT_LEN, SEGMENT_LEN // 2))
@@ -187,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=None, help="fast path batch (default 16 CPU / 128 CUDA)")
     ap.add_argument("--compile", action="store_true", help="also time the fast path with torch.compile (CUDA)")
     ap.add_argument("--all", action="store_true", help="also time the respiration-only decode (fast=False)")
+    ap.add_argument("--bf16", action="store_true", help="also time the fast path under CPU bf16 autocast")
     ap.add_argument("--no-neurokit", action="store_true", help="skip baseline (b)")
     ap.add_argument("--no-plain", action="store_true", help="skip baseline (a)")
     ap.add_argument("--workers", type=int, default=0,
@@ -217,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             plan.append((dev, "compiled"))
         if a.all:
             plan.append((dev, "resp_only"))
+        if a.bf16 and dev == "cpu":
+            plan.append((dev, "bf16"))
         if not a.no_plain:
             plan.append((dev, "plain"))
     if not a.no_neurokit:
@@ -235,11 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.workers:
         results.append(throughput(a, "cuda" if "cuda" in devices else "cpu"))
     info_after = C.load_average()
+    peak = {dt: C.matmul_peak_gflops(a.threads, dt) for dt in ("float32", "bfloat16")}
     rows = []
     night_s = a.hours * 3600
     for r in results:
         if "error" in r:
-            rows.append([r["method"], r["device"], r["error"]] + [None] * 10)
+            rows.append([r["method"], r["device"], r["error"]] + [None] * 11)
             continue
         base = next((b for b in results if b["kind"] == "plain" and b["device"] == r["device"] and "error" not in b),
                     None)
@@ -250,14 +260,18 @@ def main(argv: list[str] | None = None) -> int:
                      C.fmt(3600 / t8), C.fmt(60 / t8), C.fmt(night_s / t), C.fmt(r.get("model_s")),
                      C.fmt(r["peak_rss_mb"]), C.fmt(r.get("gflop")),
                      C.fmt(r["gflop"] / r["model_s"]) if r.get("gflop") and r.get("model_s") else None,
+                     C.fmt(100 * r["gflop"] / r["model_s"] / peak["float32"])
+                     if r.get("gflop") and r.get("model_s") and r["device"] == "cpu" else None,
                      C.fmt(r.get("warmup_s"))])
     cap = (f"{a.hours:g}-h simulated ECG night at 256 Hz, {a.model_config}-width model (random weights), "
            f"{a.threads} CPU threads, median of {a.repeats}; load average before {info['load_avg_1_5_15']}, "
-           f"after {info_after} on {info['cores']} cores.")
+           f"after {info_after} on {info['cores']} cores. Measured matmul peak on {a.threads} threads (2048^2, "
+           f"best of 5): {peak['float32']:.0f} GFLOP/s float32, {peak['bfloat16']:.0f} GFLOP/s bfloat16.")
     cols = ["method", "device", "s/night", "min s", "x vs (a)", "nights/h (8 h)", "nights/min", "RTF",
-            "model s", "peak RSS MB", "GFLOP", "GFLOP/s (model)", "warm-up s"]
+            "model s", "peak RSS MB", "GFLOP", "GFLOP/s (model)", "% fp32 peak", "warm-up s"]
     C.print_table("Extraction of one night", cols, rows, cap)
-    C.save_json(a.json, {"args": vars(a), "machine": info, "load_after": info_after, "results": results})
+    C.save_json(a.json, {"args": vars(a), "machine": info, "load_after": info_after, "peak_gflops": peak,
+                         "results": results})
     return 0
 
 

@@ -477,7 +477,7 @@ def _read_wfdb_header(p: Path) -> Recording:
                 unit=str(units[i] or "") if i < len(units) else "",
                 n_samples=total_len * k,
                 index=i,
-                _loader=_wfdb_loader(record, str(name), multi, str(p)),
+                _loader=_wfdb_loader(record, str(name), multi, str(p), warnings),
                 path=str(p),
             )
         )
@@ -490,10 +490,20 @@ def _read_wfdb_header(p: Path) -> Recording:
     )
 
 
-def _wfdb_loader(record: str, name: str, multi: bool, path: str) -> Callable[[], np.ndarray]:
+def _wfdb_loader(record: str, name: str, multi: bool, path: str,
+                 warnings: list[str] | None = None) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         import wfdb
 
+        if not multi:  # digital samples first: their checksum is compared with the header's
+            rec = wfdb.rdrecord(record, channel_names=[name], physical=False, smooth_frames=False)
+            if not rec.e_d_signal:
+                raise InputError(f"channel '{name}' not found", path)
+            if warnings is not None:
+                note = _checksum_problem(rec, name)
+                if note and note not in warnings:
+                    warnings.append(note)
+            return rec.dac(expanded=True, return_res=64)[0]
         # Multi-segment records are merged by wfdb (m2s); segments lacking the signal give NaN.
         # smooth_frames=False keeps each signal at its own rate (samples per frame > 1), e.g. a
         # 500 Hz ECG stored beside 125 Hz signals.
@@ -503,6 +513,25 @@ def _wfdb_loader(record: str, name: str, multi: bool, path: str) -> Callable[[],
         return rec.e_p_signal[0]
 
     return load
+
+
+def _checksum_problem(rec, name: str) -> str | None:
+    """A warning when a signal's samples do not sum to the header's checksum (16-bit), else None.
+
+    The checksum catches damage a size check cannot (overwritten bytes, a data file from another
+    record). Signals with skew are not checked (their samples are shifted on reading); a
+    mismatch is a warning, not a refusal, because some converters write no or wrong checksums.
+    """
+    want = (getattr(rec, "checksum", None) or [None])[0]
+    skew = (getattr(rec, "skew", None) or [None])[0]
+    if want is None or skew:
+        return None
+    got = int(np.sum(rec.e_d_signal[0], dtype=np.int64)) % 65536
+    if (got - int(want)) % 65536 == 0:
+        return None
+    got_signed = got - 65536 if got > 32767 else got
+    return (f"signal '{name}': its samples sum to checksum {got_signed}, the header says {want}: "
+            "the data file may be damaged or belong to another record")
 
 
 def _wfdb_annotations(record: str, fs: float) -> list[Annotation]:

@@ -469,3 +469,18 @@ def test_batch_of_corpus_reports_each_file_once(tmp_path, run_cli, tiny_model):
     for n in names:
         assert sum(n in ln for ln in errs) == 1
     assert sorted(os.listdir(out_dir)) == ["good.resp.csv"]
+
+
+def test_wfdb_checksum_mismatch_is_a_warning_naming_the_signal(tmp_path, run_cli, tiny_model):
+    """Bytes overwritten inside a WFDB data file (same size): the header checksum catches it."""
+    from resp_sep.simulate import simulate, write_simulation
+
+    hea = Path(write_simulation(simulate(duration_s=90, fs=FS, seed=4), tmp_path / "ck", fmt="wfdb"))
+    dat = hea.with_suffix(".dat")
+    raw = bytearray(dat.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 40] = b"\x7f" * 40
+    dat.write_bytes(bytes(raw))
+    code, out, err = run_cli(["extract", hea, "--out", tmp_path / "r.csv", "--model", tiny_model])
+    assert code == 0, err
+    warn = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    assert len(warn) == 1 and "ck.hea" in warn[0] and "checksum" in warn[0], err

@@ -55,3 +55,16 @@ def test_info_imports_nothing_heavy(edf):
         r = _loaded(args)
         assert r["code"] == 0
         assert r["loaded"] == []
+
+
+def test_cli_makes_idle_threads_sleep_unless_told_otherwise():
+    """OMP_WAIT_POLICY=PASSIVE before torch loads: spinning threads made extraction 13x slower on a busy machine."""
+    import os
+
+    code = "import os, resp_sep.cli; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert r.stdout.strip() == "PASSIVE"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, check=False)
+    assert r.stdout.strip() == "ACTIVE"
