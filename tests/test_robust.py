@@ -397,3 +397,14 @@ def test_wheel_ships_the_models_and_extracts(tmp_path):
     (res,) = json.loads(p.stdout)["results"]
     assert res["status"] == "ok" and res["model"].startswith(site), res
     assert (work / "r.csv").read_text().startswith("time_s,resp\n")
+
+
+def test_batch_refuses_two_recordings_with_one_output_name(tmp_path, rec, run_cli, tiny):
+    import shutil
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(rec, tmp_path / sub / "night.edf")
+    code, _, se = run_cli(["extract", tmp_path / "a", tmp_path / "b", "--out-dir", tmp_path / "out", "--model", tiny])
+    assert code == EXIT_USAGE and "would both write" in se and len(se.strip().splitlines()) == 1, se
+    assert not (tmp_path / "out").exists()
