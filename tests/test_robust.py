@@ -408,3 +408,17 @@ def test_batch_refuses_two_recordings_with_one_output_name(tmp_path, rec, run_cl
     code, _, se = run_cli(["extract", tmp_path / "a", tmp_path / "b", "--out-dir", tmp_path / "out", "--model", tiny])
     assert code == EXIT_USAGE and "would both write" in se and len(se.strip().splitlines()) == 1, se
     assert not (tmp_path / "out").exists()
+
+
+def test_signals_ignored_at_start_stay_ignored():
+    """``nohup respsep ...`` ignores SIGHUP: respsep must not turn it back into a stop."""
+    from resp_sep.interrupts import termination_as_interrupt
+
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with termination_as_interrupt():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, signal.SIG_DFL)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, old)
