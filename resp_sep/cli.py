@@ -494,10 +494,16 @@ def extract(
     if out_dir:
         check_folder(out_dir)
     tasks, results = [], []
+    claimed: dict[str, str] = {}  # output -> recording: two recordings must not write one file
     for p in paths:
         o = _output_name(p, out_dir, fmt) if batch else out_file
         r = (o[: -len(".resp.csv")] if o.endswith(".resp.csv") else o.rsplit(".", 1)[0]) + ".rates.csv" \
             if (rates and batch) else rates
+        key = str(Path(o).absolute())
+        if key in claimed:
+            raise RespSepError(f"{claimed[key]} and {p} would both write {o} (same name in different folders); "
+                               "extract them into separate --out-dir folders", exit_code=2)
+        claimed[key] = p
         wanted = [x for x in (o, r, plot) if x]
         if not batch:
             check_outputs({"--out": o, "--rates": r, "--plot": plot}, inputs=[p])

@@ -47,16 +47,11 @@ def termination_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {}
-    for s in TERMINATION_SIGNALS:
-        with contextlib.suppress(OSError, ValueError):
-            old[s] = signal.signal(s, _raise_interrupt)
+    old = _install(TERMINATION_SIGNALS, _raise_interrupt)
     try:
         yield
     finally:
-        for s, h in old.items():
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                signal.signal(s, h if h is not None else signal.SIG_DFL)
+        _restore(old)
 
 
 def worker_signals() -> None:
@@ -68,8 +63,8 @@ def worker_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    for s in TERMINATION_SIGNALS:
-        signal.signal(s, _worker_exit)
+    signal.signal(signal.SIGTERM, _worker_exit)  # always: it is how the parent stops a worker
+    _install([s for s in TERMINATION_SIGNALS if s != signal.SIGTERM], _worker_exit)
 
 
 def _worker_exit(signum, frame) -> None:
@@ -174,12 +169,18 @@ def run_pool(fn: Callable, calls: Sequence[tuple], jobs: int, on_result: Callabl
 
 
 def _install(signals, handler) -> dict:
-    """Set ``handler`` for ``signals`` (main thread only); returns the old handlers."""
+    """Set ``handler`` for ``signals`` (main thread only); returns the old handlers.
+
+    A signal already ignored when respsep started is left ignored (``nohup`` ignores SIGHUP; a
+    shell's background job ignores SIGINT): the user chose that it must not stop the run.
+    """
     old = {}
     if threading.current_thread() is not threading.main_thread():
         return old
     for s in signals:
         with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(s) == signal.SIG_IGN and handler is not signal.SIG_IGN:
+                continue
             old[s] = signal.signal(s, handler)
     return old
 

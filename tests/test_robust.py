@@ -397,3 +397,28 @@ def test_wheel_ships_the_models_and_extracts(tmp_path):
     (res,) = json.loads(p.stdout)["results"]
     assert res["status"] == "ok" and res["model"].startswith(site), res
     assert (work / "r.csv").read_text().startswith("time_s,resp\n")
+
+
+def test_batch_refuses_two_recordings_with_one_output_name(tmp_path, rec, run_cli, tiny):
+    import shutil
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(rec, tmp_path / sub / "night.edf")
+    code, _, se = run_cli(["extract", tmp_path / "a", tmp_path / "b", "--out-dir", tmp_path / "out", "--model", tiny])
+    assert code == EXIT_USAGE and "would both write" in se and len(se.strip().splitlines()) == 1, se
+    assert not (tmp_path / "out").exists()
+
+
+def test_signals_ignored_at_start_stay_ignored():
+    """``nohup respsep ...`` ignores SIGHUP: respsep must not turn it back into a stop."""
+    from resp_sep.interrupts import termination_as_interrupt
+
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with termination_as_interrupt():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, signal.SIG_DFL)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, old)

@@ -195,3 +195,23 @@ def test_write_csv_empty_and_mismatch(tmp_path):
     with pytest.raises(ValueError, match="header names"):
         write_csv(tmp_path / "m.csv", ["a"], [np.zeros(3), np.zeros(3)])
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_write_edf_bytes_equal_pyedflib_write_samples(tmp_path, monkeypatch):
+    """The record loop that replaced pyedflib's writeSamples writes the same bytes."""
+    import pyedflib
+
+    rng = np.random.default_rng(0)
+    start = dt.datetime(2026, 1, 2, 22, 30, 5)
+    sigs = [_sig("Resp", 25.0, rng.standard_normal(25 * 100 + 7).astype(np.float32), "a.u."),
+            _sig("ECG", 256.0, rng.standard_normal(256 * 100)), _sig("Slow", 0.5, rng.standard_normal(51))]
+    ann = [(1.5, 0.0, "mark"), (40.0, 2.0, "event")]
+    write_edf(tmp_path / "new.edf", sigs, annotations=ann, start_time=start)
+
+    def old(writer, data, spr):
+        writer.writeSamples(data, digital=True)
+
+    monkeypatch.setattr(writers, "_write_records", old)
+    write_edf(tmp_path / "old.edf", sigs, annotations=ann, start_time=start)
+    assert (tmp_path / "new.edf").read_bytes() == (tmp_path / "old.edf").read_bytes()
+    assert pyedflib.EdfReader(str(tmp_path / "new.edf")).getNSamples()[0] >= 25 * 100 + 7
