@@ -292,37 +292,37 @@ for _m in ECG_RSP_METHODS:
              fusion=(_m == "sarkar2015"))(_rsa(_m))
 
 
+def _around_r(ctx: SignalContext, lo_s: float, hi_s: float) -> tuple[np.ndarray, float]:
+    """The cleaned ECG around every R peak, from ``lo_s`` to ``hi_s`` (s), shape (n_beats, n); and its rate (Hz)."""
+    clean, fs_c = ctx.clean_ecg()
+    idx = np.round(ctx.r_peaks() * fs_c / ctx.fs).astype(int)
+    offs = np.arange(int(round(lo_s * fs_c)), int(round(hi_s * fs_c)) + 1)
+    return clean[np.clip(idx[:, None] + offs[None, :], 0, clean.size - 1)], fs_c
+
+
+def _per_beat(ctx: SignalContext, values: np.ndarray) -> np.ndarray:
+    """One value per R peak, interpolated onto the grid and band-passed to :data:`RESP_BAND`."""
+    return _bandpass(_beat_series(ctx.r_peaks() / ctx.fs, values, ctx.n_grid), GRID_FS)
+
+
 @register("ecg_r_amplitude", "ecg", "R-wave amplitude (EDR)")
 def _ecg_r_amplitude(ctx: SignalContext) -> np.ndarray:
-    peaks = ctx.r_peaks()
-    clean, fs_c = ctx.clean_ecg()
-    idx = np.clip(np.round(peaks * fs_c / ctx.fs).astype(int), 0, clean.size - 1)
-    return _bandpass(_beat_series(peaks / ctx.fs, clean[idx], ctx.n_grid), GRID_FS)
+    seg, _ = _around_r(ctx, 0.0, 0.0)
+    return _per_beat(ctx, seg[:, 0])
 
 
 @register("ecg_rs_amplitude", "ecg", "R-to-S amplitude (EDR free of baseline offsets)")
 def _ecg_rs_amplitude(ctx: SignalContext) -> np.ndarray:
-    peaks = ctx.r_peaks()
-    clean, fs_c = ctx.clean_ecg()
-    idx = np.clip(np.round(peaks * fs_c / ctx.fs).astype(int), 0, clean.size - 1)
-    w = max(2, int(round(S_SEARCH_S * fs_c)))
-    win = np.clip(idx[:, None] + np.arange(w)[None, :], 0, clean.size - 1)
-    rs = clean[idx] - clean[win].min(axis=1)
-    return _bandpass(_beat_series(peaks / ctx.fs, rs, ctx.n_grid), GRID_FS)
+    seg, _ = _around_r(ctx, 0.0, S_SEARCH_S)
+    return _per_beat(ctx, seg[:, 0] - seg.min(axis=1))
 
 
 @register("ecg_qrs_area", "ecg", "QRS area (±50 ms around the R peak)")
 def _ecg_qrs_area(ctx: SignalContext) -> np.ndarray:
-    peaks = ctx.r_peaks()
-    clean, fs_c = ctx.clean_ecg()
-    idx = np.clip(np.round(peaks * fs_c / ctx.fs).astype(int), 0, clean.size - 1)
-    h = max(1, int(round(QRS_HALF_S * fs_c)))
-    win = np.clip(idx[:, None] + np.arange(-h, h + 1)[None, :], 0, clean.size - 1)
-    seg = clean[win]
+    seg, fs_c = _around_r(ctx, -QRS_HALF_S, QRS_HALF_S)
     # area above the local baseline (the window's edges), so that wander does not leak in
     base = 0.5 * (seg[:, :1] + seg[:, -1:])
-    area = (seg - base).sum(axis=1) / fs_c
-    return _bandpass(_beat_series(peaks / ctx.fs, area, ctx.n_grid), GRID_FS)
+    return _per_beat(ctx, (seg - base).sum(axis=1) / fs_c)
 
 
 @register("ecg_baseline", "ecg", "baseline wander (the ECG low-passed to the breathing band)")
