@@ -138,6 +138,8 @@ class ExtractOptions:
     rates: str | None = None
     plot: str | None = None
     window_s: float = 60.0
+    #: separator-only methods read the channel in bounded blocks (same output; False: whole arrays)
+    stream: bool = True
 
     def __post_init__(self):
         if isinstance(self.model, str):
@@ -251,6 +253,15 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
         wanted = [n for n in names if SOURCES[n].kind == kind]
         if not wanted:
             continue
+        if opts.stream and all(SOURCES[n].model for n in wanted):
+            got = _separator_streamed(rec, kind, opts, separators, len(avail) > 1 or len(names) > 1, progress)
+            if got is not None:
+                out, label, note, n_dur = got
+                outputs.update({n: out for n in wanted})
+                channels[kind] = label
+                notes.extend([note] if note else [])
+                dur = max(dur, n_dur)
+                continue
         try:
             sig = load_signal(rec, kind, opts.channel, fs_out=None)
         except InputError as e:
@@ -284,6 +295,45 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     fused = fuse(waves, GRID_FS)
     return Respiration(fused.wave, GRID_FS, opts.method, outputs, failures, fused, channels, notes, dur,
                        {k: separators[k] for k in separators if f"separator_{k}" in outputs})
+
+
+def _separator_streamed(rec, kind: str, opts: ExtractOptions, cache: dict, several: bool,
+                        progress: Callable[[int, int], None] | None):
+    """The separator source of ``kind`` computed in bounded memory (:func:`resp_sep.stream.extract_stream`).
+
+    Same waveform as the whole-array source (``tests/test_pipeline_stream.py``), with the channel
+    read range by range: a separator-only method never holds the recording. ``None`` when the
+    channel cannot be read in ranges (WFDB) or has missing samples; the whole-array path then runs.
+
+    Returns
+    -------
+    (SourceOutput, channel label, role note, duration_s) or None
+    """
+    from resp_sep.sources import SourceOutput, _n_out
+    from resp_sep.stream import NotStreamable, extract_stream
+
+    roles = available_inputs(rec, opts.channel)
+    if kind not in roles:
+        return None
+    choice = roles[kind]
+    ch = rec.channel(choice.label)
+    if not (50.0 <= ch.fs <= 100_000) or ch.n_samples < 2:
+        return None  # load_signal gives the error
+    blocks = ch.blocks()
+    if blocks is None:
+        return None
+    sep = _separator(kind, opts, cache, str(rec.path), several)
+    hop = min(max(1, int(round(opts.hop_s * 200.0))), 12_288)
+    with blocks as read:
+        try:
+            y = extract_stream(sep, read, ch.n_samples, ch.fs, out_fs=GRID_FS, hop=hop, batch_size=opts.batch_size,
+                               progress=progress, path=str(rec.path), label=ch.label)
+        except NotStreamable:
+            return None
+    n = _n_out(ch.n_samples, ch.fs)
+    y = np.asarray(y, dtype=np.float64)
+    y = y[:n] if y.size >= n else np.pad(y, (0, n - y.size), mode="edge")
+    return SourceOutput(f"separator_{kind}", kind, y), ch.label, choice.note, ch.n_samples / ch.fs
 
 
 def _fit(x: np.ndarray, n: int) -> np.ndarray:

@@ -1,0 +1,144 @@
+"""Development measurements of the fusion design (docs/method.md), on development subjects only.
+
+Computes every source once per recording (the library's own code), then scores fusion variants
+(quality tilt, window length, weight exponent, shaping band) with two breath counters: respsep's
+rate function and a simpler, independent one (band-pass 0.1-0.8 Hz, peaks counted with Charlton's
+``count-adv`` amplitude rule), against the thoracic reference, per group (MARSH, CinC first 270 s).
+
+Usage (from the repository root; needs ../shared/data)::
+
+    .venv/bin/python scripts/fusion_dev.py                 # development subjects (the default)
+    .venv/bin/python scripts/fusion_dev.py --split test    # held-out subjects: report only, never tune
+
+The held-out subjects are the ``exclude`` lists of models/ecg.toml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from resp_sep import fusion as F
+from resp_sep import quality as Q
+from resp_sep.io import read_recording
+from resp_sep.pipeline import ExtractOptions, respiration
+from resp_sep.preprocess import load_signal
+from resp_sep.rate import breathing_rate
+from resp_sep.sources import source_names
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+#: name -> fusion settings (module constants and fuse() keywords) of each variant scored
+VARIANTS = {
+    "published defaults": {},
+    "no tilt": {"TILT": 0.0},
+    "60-s windows": {"window_s": 60.0, "hop_s": 30.0},
+    "weights q^1": {"power": 1.0},
+    "no shaping": {"shape": False},
+    "without separators": {"drop": ("separator_ecg", "separator_ppg")},
+}
+
+
+def count_adv_rates(w: np.ndarray, fs: float, end_s: float | None, win: float = 60.0) -> np.ndarray:
+    """Breaths/min per window by a second, simpler counter (peaks after a 0.1-0.8 Hz band-pass)."""
+    from scipy.signal import butter, find_peaks, resample_poly, sosfiltfilt
+
+    w = np.nan_to_num(np.asarray(w, float)[: int(round(end_s * fs)) if end_s else None])
+    if fs != 10.0:
+        w = resample_poly(w, 10, round(fs)) if float(fs).is_integer() else w
+        fs = 10.0
+    y = sosfiltfilt(butter(4, [0.1, 0.8], "band", fs=fs, output="sos"), w)
+    out = np.full(int(len(y) // (win * fs)), np.nan)
+    for k in range(out.size):
+        s = y[int(k * win * fs): int((k + 1) * win * fs)]
+        peaks = set(find_peaks(s)[0].tolist())
+        ext = np.sort(np.concatenate([list(peaks), find_peaks(-s)[0]])).astype(int)
+        if ext.size < 4:
+            continue
+        thr = 0.1 * np.percentile(np.abs(np.diff(s[ext])), 75)
+        while ext.size > 3:  # drop the extrema pair with the smallest swing while it is below threshold
+            d = np.abs(np.diff(s[ext]))
+            i = int(np.argmin(d))
+            if d[i] >= thr:
+                break
+            ext = np.delete(ext, [i, i + 1])
+        pk = np.array([e for e in ext if e in peaks])
+        if pk.size >= 3:
+            out[k] = 60.0 * (pk.size - 1) / ((pk[-1] - pk[0]) / fs)
+    return out
+
+
+def load(split: str) -> list[dict]:
+    cfg = tomllib.loads((REPO / "models" / "ecg.toml").read_text())
+    held = set(cfg["exclude"])
+    files = sorted((DATA / "marsh-edf").glob("*.edf")) + sorted((DATA / "cinc2015-wfdb").glob("*.hea"))
+    every = ",".join(source_names("ecg") + source_names("ppg"))
+    out, seps = [], {}
+    for f in files:
+        name = f.stem
+        if (name in held) != (split == "test"):
+            continue
+        rec = read_recording(f)
+        try:
+            ref = load_signal(rec, "thor", None, fs_out=25.0, min_fs=1.0).x
+            resp = respiration(rec, ExtractOptions(method=every), seps)
+        except Exception as e:  # noqa: BLE001 - a record without a usable reference is skipped, said
+            print(f"  skipped {name}: {e}")
+            continue
+        out.append({"name": name, "group": "marsh" if name.startswith("marsh") else "cinc",
+                    "end": None if name.startswith("marsh") else 270.0, "ref": ref,
+                    "waves": {n: o.wave for n, o in resp.sources.items()}})
+    return out
+
+
+def score(recs: list[dict], settings: dict) -> dict:
+    settings = dict(settings)
+    drop = settings.pop("drop", ())
+    consts = {k: settings.pop(k) for k in list(settings) if k.isupper()}
+    saved = {k: getattr(Q, k) for k in consts}
+    for k, v in consts.items():
+        setattr(Q, k, v)
+    res = {}
+    try:
+        for group in ("marsh", "cinc"):
+            for scorer in ("respsep", "count-adv"):
+                errs = []
+                for r in (x for x in recs if x["group"] == group):
+                    names = [n for n in source_names(fusion_only=True) if n in r["waves"] and n not in drop]
+                    w = F.fuse({n: r["waves"][n] for n in names}, 10.0, **settings).wave
+                    if scorer == "respsep":
+                        end = r["end"]
+                        est = breathing_rate(w[: int(end * 10) if end else None], 10.0).bpm
+                        ref = breathing_rate(r["ref"][: int(end * 25) if end else None], 25.0).bpm
+                    else:
+                        est = count_adv_rates(w, 10.0, r["end"])
+                        ref = count_adv_rates(r["ref"], 25.0, r["end"])
+                    n = min(est.size, ref.size)
+                    ok = np.isfinite(est[:n]) & np.isfinite(ref[:n])
+                    errs.append(np.abs(est[:n][ok] - ref[:n][ok]))
+                res[(group, scorer)] = float(np.concatenate(errs).mean())
+    finally:
+        for k, v in saved.items():
+            setattr(Q, k, v)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--split", choices=("dev", "test"), default="dev")
+    args = ap.parse_args()
+    recs = load(args.split)
+    print(f"{args.split}: {sum(r['group'] == 'marsh' for r in recs)} MARSH, {sum(r['group'] == 'cinc' for r in recs)} "
+          "CinC records; breaths/min MAE vs thoracic, 60-s windows")
+    print(f"{'variant':<22}{'MARSH respsep':>15}{'MARSH count-adv':>17}{'CinC respsep':>14}{'CinC count-adv':>16}")
+    for name, settings in VARIANTS.items():
+        s = score(recs, settings)
+        print(f"{name:<22}{s[('marsh', 'respsep')]:>15.2f}{s[('marsh', 'count-adv')]:>17.2f}"
+              f"{s[('cinc', 'respsep')]:>14.2f}{s[('cinc', 'count-adv')]:>16.2f}")
+
+
+if __name__ == "__main__":
+    main()
