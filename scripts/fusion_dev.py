@@ -1,7 +1,8 @@
 """Development measurements of the fusion design (docs/method.md), on development subjects only.
 
 Computes every source once per recording (the library's own code), then scores fusion variants
-(quality tilt, window length, weight exponent, shaping band) with two breath counters: respsep's
+(quality tilt, window length, weight exponent, shaping band) and each single source as
+``respsep extract --method NAME`` writes it, with two breath counters: respsep's
 rate function and a simpler, independent one (band-pass 0.1-0.8 Hz, peaks counted with Charlton's
 ``count-adv`` amplitude rule), against the thoracic reference, per group (MARSH, CinC first 270 s).
 
@@ -46,7 +47,7 @@ def count_adv_rates(w: np.ndarray, fs: float, end_s: float | None, win: float = 
     """Breaths/min per window by a second, simpler counter (peaks after a 0.1-0.8 Hz band-pass)."""
     from scipy.signal import butter, find_peaks, resample_poly, sosfiltfilt
 
-    w = np.nan_to_num(np.asarray(w, float)[: int(round(end_s * fs)) if end_s else None])
+    w = np.nan_to_num(np.asarray(w, float)[: round(end_s * fs) if end_s else None])
     if fs != 10.0:
         w = resample_poly(w, 10, round(fs)) if float(fs).is_integer() else w
         fs = 10.0
@@ -97,6 +98,7 @@ def load(split: str) -> list[dict]:
 def score(recs: list[dict], settings: dict) -> dict:
     settings = dict(settings)
     drop = settings.pop("drop", ())
+    only = settings.pop("only", None)
     consts = {k: settings.pop(k) for k in list(settings) if k.isupper()}
     saved = {k: getattr(Q, k) for k in consts}
     for k, v in consts.items():
@@ -107,7 +109,9 @@ def score(recs: list[dict], settings: dict) -> dict:
             for scorer in ("respsep", "count-adv"):
                 errs = []
                 for r in (x for x in recs if x["group"] == group):
-                    names = [n for n in source_names(fusion_only=True) if n in r["waves"] and n not in drop]
+                    names = [n for n in (only or source_names(fusion_only=True)) if n in r["waves"] and n not in drop]
+                    if not names:
+                        continue
                     w = F.fuse({n: r["waves"][n] for n in names}, 10.0, **settings).wave
                     if scorer == "respsep":
                         end = r["end"]
@@ -133,11 +137,12 @@ def main() -> None:
     recs = load(args.split)
     print(f"{args.split}: {sum(r['group'] == 'marsh' for r in recs)} MARSH, {sum(r['group'] == 'cinc' for r in recs)} "
           "CinC records; breaths/min MAE vs thoracic, 60-s windows")
-    print(f"{'variant':<22}{'MARSH respsep':>15}{'MARSH count-adv':>17}{'CinC respsep':>14}{'CinC count-adv':>16}")
-    for name, settings in VARIANTS.items():
+    print(f"{'variant':<34}{'MARSH respsep':>15}{'MARSH count-adv':>17}{'CinC respsep':>14}{'CinC count-adv':>16}")
+    singles = {f"single: {n}": {"only": [n]} for n in source_names(fusion_only=True)}
+    for name, settings in {**VARIANTS, **singles}.items():
         s = score(recs, settings)
-        print(f"{name:<22}{s[('marsh', 'respsep')]:>15.2f}{s[('marsh', 'count-adv')]:>17.2f}"
-              f"{s[('cinc', 'respsep')]:>14.2f}{s[('cinc', 'count-adv')]:>16.2f}")
+        print(f"{name[:34]:<34}{s[('marsh', 'respsep')]:>15.2f}{s[('marsh', 'count-adv')]:>17.2f}"
+              f"{s[('cinc', 'respsep')]:>14.2f}{s[('cinc', 'count-adv')]:>16.2f}", flush=True)
 
 
 if __name__ == "__main__":
