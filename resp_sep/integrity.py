@@ -281,7 +281,7 @@ class EdfRaw:
         return out
 
     def _tal_records(self) -> list[list[tuple[float, float, list[str]]]]:
-        tal = re.compile(rb"([+-]\d+(?:\.\d*)?)(?:\x15(\d+(?:\.\d*)?))?\x14(.*?)\x14\x00", re.S)
+        tal = re.compile(rb"([+-]\d+(?:\.\d*)?)(?:\x15(\d+(?:\.\d*)?))?\x14(.*?)\x14\x00", re.DOTALL)
         out = []
         for raw in self._annotation_bytes():
             rec = []

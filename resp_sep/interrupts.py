@@ -126,9 +126,8 @@ def run_pool(fn: Callable, calls: Sequence[tuple], jobs: int, on_result: Callabl
     """
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
     from concurrent.futures import TimeoutError as FutureTimeout
+    from concurrent.futures.process import BrokenProcessPool
 
     # In the parent, SIGINT/SIGTERM only set a flag, checked between results: an exception raised
     # at an arbitrary point (in the middle of printing a result line) would garble the report.

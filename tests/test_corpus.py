@@ -462,7 +462,7 @@ def test_batch_of_corpus_reports_each_file_once(tmp_path, run_cli, tiny_model):
     for f in src.glob("src_*"):
         f.unlink()
     out_dir = tmp_path / "out"
-    code, out, err = run_cli(["extract", src, "--out-dir", out_dir, "--model", tiny_model])
+    code, _out, err = run_cli(["extract", src, "--out-dir", out_dir, "--model", tiny_model])
     assert code == 4, err
     errs = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errs) == len(cases), err
@@ -480,7 +480,7 @@ def test_wfdb_checksum_mismatch_is_a_warning_naming_the_signal(tmp_path, run_cli
     raw = bytearray(dat.read_bytes())
     raw[len(raw) // 2: len(raw) // 2 + 40] = b"\x7f" * 40
     dat.write_bytes(bytes(raw))
-    code, out, err = run_cli(["extract", hea, "--out", tmp_path / "r.csv", "--model", tiny_model])
+    code, _out, err = run_cli(["extract", hea, "--out", tmp_path / "r.csv", "--model", tiny_model])
     assert code == 0, err
     warn = [ln for ln in err.splitlines() if ln.startswith("warning:")]
     # the overwritten bytes are interleaved frames: every channel read (ECG and PPG by default) is named

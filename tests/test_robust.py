@@ -199,7 +199,7 @@ def test_failure_while_writing_leaves_no_output(tmp_path, rec, run_cli, tiny, mo
             raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(resp_sep.plots, "plot_extraction", boom)
-    code, so, se = run_cli(["extract", rec, "--out", tmp_path / "r.csv", "--rates", tmp_path / "rates.csv",
+    code, _so, se = run_cli(["extract", rec, "--out", tmp_path / "r.csv", "--rates", tmp_path / "rates.csv",
                             "--plot", tmp_path / "r.png", "--model", tiny])
     assert code == EXIT_OUTPUT and "No space left" in se, se
     assert os.listdir(tmp_path) == []
@@ -264,7 +264,7 @@ def test_failed_train_leaves_no_cache(tmp_path, run_cli):
 def test_eval_table_not_cut_when_piped(tmp_path, rec, tiny):
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "RESPSEP_DEBUG")}
     p = subprocess.run([sys.executable, "-m", "resp_sep", "eval", str(rec), "--model", tiny, "--baselines"],
-                       capture_output=True, text=True, env=env, timeout=300)
+                       capture_output=True, text=True, env=env, timeout=300, check=False)
     assert p.returncode == 0, p.stderr
     assert max(len(ln) for ln in p.stdout.splitlines()) > 80
     assert "\u2026" not in p.stdout  # rich's ellipsis: a cut column
@@ -336,7 +336,8 @@ def test_interrupted_batch_stops_at_once_and_cleanly(how, tmp_path, tiny):
 
 def _alive_in_session(sid: int) -> list[str]:
     """Processes (not zombies) of the session the batch ran in."""
-    ps = subprocess.run(["ps", "-e", "-o", "sid=,stat=,pid="], capture_output=True, text=True).stdout.splitlines()
+    ps = subprocess.run(["ps", "-e", "-o", "sid=,stat=,pid="], capture_output=True, text=True,
+                        check=False).stdout.splitlines()
     return [ln for ln in ps if ln.split()[0] == str(sid) and not ln.split()[1].startswith("Z")]
 
 
@@ -345,7 +346,7 @@ def test_single_file_interrupt_says_so(tmp_path):
     from resp_sep.simulate import simulate, write_simulation
 
     rec = write_simulation(simulate(duration_s=3 * 3600, fs=200, seed=2), tmp_path / "long.edf")
-    code, dt, out, err, _ = _interrupt(["extract", rec, "--out", tmp_path / "r.csv", "--rates", tmp_path / "q.csv"],
+    code, dt, _out, err, _ = _interrupt(["extract", rec, "--out", tmp_path / "r.csv", "--rates", tmp_path / "q.csv"],
                                        "ctrl-c", tmp_path, wait_for="", wait_s=6.0)
     assert code == EXIT_INTERRUPTED and "interrupted" in err and "Traceback" not in err, err
     assert dt < 2.0
@@ -392,7 +393,7 @@ def test_wheel_ships_the_models_and_extracts(tmp_path):
     exe = venv / "bin" / "respsep"
     subprocess.run([str(exe), "simulate", "sim.edf", "--minutes", "2", "-q"], cwd=work, check=True, timeout=300)
     p = subprocess.run([str(exe), "extract", "sim.edf", "--out", "r.csv", "--json"], cwd=work,
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr
     (res,) = json.loads(p.stdout)["results"]
     assert res["status"] == "ok" and res["model"].startswith(site), res
