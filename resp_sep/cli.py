@@ -389,9 +389,10 @@ _WORKER: dict = {}
 
 
 def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, threads))
+    # torch is imported only when a method needs a separator (the default fusion does not): the thread
+    # count reaches it through ExtractOptions.threads when the model is loaded
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(max(1, threads))
     _WORKER["separators"] = {}
 
 
@@ -458,6 +459,7 @@ def extract(
     failed (the others are still processed); Ctrl-C or SIGTERM stops at once, prints what was finished
     and exits 130.
     """
+    import dataclasses
     import os as _os
     from pathlib import Path
 
@@ -515,14 +517,16 @@ def extract(
                 out.print(f"[dim]skipped[/] {p} -> {o} (exists; --overwrite to replace)")
             continue
         tasks.append((p, o, r))
-    if tasks:  # fail early, once, on a missing or broken model (exit 5), before any output is created
+    for name, kinds in (model_signals(method, signal, tuple(model or ())) if tasks else []):
+        # fail early, once, on a missing or broken model (exit 5), before any output is created; the
+        # default fusion loads none (and so never imports torch)
         from resp_sep.checkpoint import check_model
 
-        for name, kinds in model_signals(method, signal, tuple(model or ())):
-            check_model(name, kinds, device=device)
+        check_model(name, kinds, device=device)
     created = make_folder(out_dir) if (out_dir and tasks) else None
     cores = _os.cpu_count() or 1
     per_job = threads or max(1, cores // jobs)
+    opts = dataclasses.replace(opts, threads=per_job)
 
     def report(info: dict) -> None:
         results.append(info)

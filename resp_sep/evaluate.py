@@ -218,8 +218,9 @@ def method_waves(rec, *, method: str = "fusion", signal: str = "auto", baselines
     every = [n for k in kinds for n in source_names(k)]
     resp = respiration(rec, replace(opts, method=",".join(every), signal="auto"), separators)
     got = {n: o.wave for n, o in resp.sources.items()}
-    combos = {METHOD_RESPSEP: plan(method, signal, avail, p)} if respsep else {}
+    combos = {METHOD_RESPSEP: plan(method, signal, avail, p, with_separators=bool(model))} if respsep else {}
     combos[METHOD_FUSION] = plan(METHOD_FUSION, signal, avail, p)
+    combos[f"{METHOD_FUSION}+{METHOD_SEPARATOR}"] = plan(METHOD_FUSION, signal, avail, p, with_separators=True)
     combos[METHOD_SEPARATOR] = plan(METHOD_SEPARATOR, signal, avail, p)
     combos.update({n: [n] for n in got})
     waves = {}
@@ -295,7 +296,7 @@ def summarise(results: list[RecordResult], include_ref_agreement: bool = True) -
 
 def _rank(method: str) -> int:
     """Table order: respsep, the fusion, the separator alone, then the single sources."""
-    return {METHOD_RESPSEP: 0, "fusion": 1, "separator": 2}.get(method, 3)
+    return {METHOD_RESPSEP: 0, "fusion": 1, "fusion+separator": 2, "separator": 3}.get(method, 4)
 
 
 def _stats(ref, method, errs, diffs, common, n_ref, per_rec, rs) -> dict:

@@ -6,10 +6,12 @@ the input channels (ECG, PPG or both), computes the respiratory sources a *metho
 waveform with everything needed to explain it. :func:`extract_file` writes it.
 
 Methods
-    ``fusion`` (default): every source of the default fusion set, on every selected input;
+    ``fusion`` (default): every source of the default fusion set, on every selected input (the
+    separators join it when ``--model`` is given);
     ``separator``: the separator alone (one per selected input; fused when there are two);
     a source name (``ecg_rsa_sarkar2015``, ``ppg_amplitude``, ...): that source alone;
-    a comma-separated list of source names: those sources, fused.
+    a comma-separated list of source names: those sources, fused (``fusion`` in the list stands for
+    the default set, e.g. ``fusion,separator_ecg,separator_ppg``).
 Signals
     ``auto`` (default): ECG and PPG when the recording has both (every PSG does), else the one it has;
     ``both``: both, an error when one is missing; ``ecg`` or ``ppg``: that one only. A named source
@@ -48,9 +50,15 @@ def check_method(method: str) -> None:
 
 
 def _method_names(method: str) -> list[str]:
+    """Source names of a comma-separated method ("fusion" in a list stands for the default set)."""
     if method in (METHOD_FUSION, METHOD_SEPARATOR):
         return []
-    return [m.strip() for m in method.split(",") if m.strip()]
+    out: list[str] = []
+    for m in (m.strip() for m in method.split(",")):
+        for n in (source_names(fusion_only=True) if m == METHOD_FUSION else [m] if m else []):
+            if n not in out:
+                out.append(n)
+    return out
 
 
 def model_signals(method: str, signal: str, models: tuple[str, ...]) -> list[tuple[str | None, list[str]]]:
@@ -60,7 +68,7 @@ def model_signals(method: str, signal: str, models: tuple[str, ...]) -> list[tup
     method may use otherwise; nothing when the method runs no separator.
     """
     names = _method_names(method)
-    if names and not any(SOURCES[n].model for n in names):
+    if names and not any(SOURCES[n].model for n in names) or (method == METHOD_FUSION and not models):
         return []
     if models:
         out = []
@@ -80,8 +88,11 @@ def check_signal(signal: str) -> None:
         raise RespSepError(f"--signal must be one of {', '.join(SIGNALS)} (got '{signal}')", exit_code=2)
 
 
-def plan(method: str, signal: str, available: set[str], path: str | None = None) -> list[str]:
+def plan(method: str, signal: str, available: set[str], path: str | None = None,
+         with_separators: bool = False) -> list[str]:
     """The sources a method runs on a recording whose inputs are ``available`` (subset of {"ecg", "ppg"}).
+
+    ``with_separators`` adds the separators of the selected inputs to ``fusion`` (a model was given).
 
     Raises
     ------
@@ -92,6 +103,8 @@ def plan(method: str, signal: str, available: set[str], path: str | None = None)
     check_method(method)
     names = _method_names(method)
     if names:
+        if METHOD_FUSION in method.split(","):  # the default set on the inputs there are
+            names = [n for n in names if SOURCES[n].kind in available or not SOURCES[n].fusion]
         kinds = {SOURCES[n].kind for n in names}
         missing = kinds - available
         if missing:
@@ -101,7 +114,7 @@ def plan(method: str, signal: str, available: set[str], path: str | None = None)
     kinds = _kinds(signal, available, path, single=(method == METHOD_SEPARATOR))
     if method == METHOD_SEPARATOR:
         return [f"separator_{k}" for k in kinds]
-    return [n for k in kinds for n in source_names(k, fusion_only=True)]
+    return [n for k in kinds for n in source_names(k, fusion_only=True) + ([f"separator_{k}"] if with_separators else [])]
 
 
 def _kinds(signal: str, available: set[str], path: str | None, single: bool) -> list[str]:
@@ -140,6 +153,8 @@ class ExtractOptions:
     window_s: float = 60.0
     #: separator-only methods read the channel in bounded blocks (same output; False: whole arrays)
     stream: bool = True
+    #: torch CPU threads when a separator is loaded (0: torch's default)
+    threads: int = 0
 
     def __post_init__(self):
         if isinstance(self.model, str):
@@ -246,7 +261,7 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     rec = rec if isinstance(rec, Recording) else read_recording(rec)
     path = str(rec.path)
     avail = available_inputs(rec, opts.channel)
-    names = plan(opts.method, opts.signal, set(avail), path)
+    names = plan(opts.method, opts.signal, set(avail), path, with_separators=bool(opts.model))
     separators = {} if separators is None else separators
     outputs, failures, channels, notes, dur = {}, {}, {}, [], 0.0
     for kind in ("ecg", "ppg"):
@@ -345,7 +360,8 @@ def _separator(kind: str, opts: ExtractOptions, cache: dict, path: str, several:
     if kind not in cache:
         from resp_sep.separate import Separator
 
-        cache[kind] = Separator.from_checkpoint(_model_for(kind, opts.model, several), kind, opts.device)
+        cache[kind] = Separator.from_checkpoint(_model_for(kind, opts.model, several), kind, opts.device,
+                                                threads=opts.threads)
     return cache[kind]
 
 

@@ -155,7 +155,8 @@ class Source:
         One line for ``--help`` and the docs.
     fusion : bool
         Part of the default fusion set (the NeuroKit2 RSA variants are near-copies of one another,
-        so only one of them votes, lest heart rate be counted four times).
+        so only one of them votes, lest heart rate be counted four times; the separators join when
+        a model is given).
     model : bool
         Needs the separator model (torch).
     """
@@ -371,10 +372,13 @@ def _separator(ctx: SignalContext) -> np.ndarray:
     return y[:n] if y.size >= n else np.pad(y, (0, n - y.size), mode="edge")
 
 
+# Not in the default fusion set while the shipped models do not improve it: on the development
+# subjects the fusion with and without them tied (docs/method.md) and they cost two thirds of the
+# run time. They join when a model is given (--model) or named (--method fusion,separator_ecg).
 register("separator_ecg", "ecg", "multi-encoder autoencoder, respiration encoder (shipped ECG model)",
-         model=True)(_separator)
+         fusion=False, model=True)(_separator)
 register("separator_ppg", "ppg", "multi-encoder autoencoder, respiration encoder (shipped PPG model)",
-         model=True)(_separator)
+         fusion=False, model=True)(_separator)
 
 
 # --------------------------------------------------------------------------------- beat detection

@@ -34,12 +34,12 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 #: name -> fusion settings (module constants and fuse() keywords) of each variant scored
 VARIANTS = {
-    "published defaults": {},
+    "as shipped": {},
     "no tilt": {"TILT": 0.0},
     "60-s windows": {"window_s": 60.0, "hop_s": 30.0},
     "weights q^1": {"power": 1.0},
     "no shaping": {"shape": False},
-    "without separators": {"drop": ("separator_ecg", "separator_ppg")},
+    "with the separators": {"add": ("separator_ecg", "separator_ppg")},
 }
 
 
@@ -97,7 +97,7 @@ def load(split: str) -> list[dict]:
 
 def score(recs: list[dict], settings: dict) -> dict:
     settings = dict(settings)
-    drop = settings.pop("drop", ())
+    add = settings.pop("add", ())
     only = settings.pop("only", None)
     consts = {k: settings.pop(k) for k in list(settings) if k.isupper()}
     saved = {k: getattr(Q, k) for k in consts}
@@ -109,7 +109,7 @@ def score(recs: list[dict], settings: dict) -> dict:
             for scorer in ("respsep", "count-adv"):
                 errs = []
                 for r in (x for x in recs if x["group"] == group):
-                    names = [n for n in (only or source_names(fusion_only=True)) if n in r["waves"] and n not in drop]
+                    names = [n for n in (only or source_names(fusion_only=True) + list(add)) if n in r["waves"]]
                     if not names:
                         continue
                     w = F.fuse({n: r["waves"][n] for n in names}, 10.0, **settings).wave

@@ -46,7 +46,8 @@ def test_perfect_prediction_scores_zero(tmp_path, sim_rec, tiny_ckpt):
     assert r["mae_bpm"] < 0.5 and r["coverage"] > 0.75 and r["abs_r"] > 0.8
     assert abs(r["bias_bpm"]) < 0.5
     methods = {x["method"] for x in rows if x["ref"] == "thor"}
-    assert {"fusion", "separator", "ecg_rsa_sarkar2015", "ecg_r_amplitude", "ppg_amplitude", "reference:nasal"} <= methods
+    assert {"fusion", "fusion+separator", "separator", "separator_ppg", "ecg_rsa_sarkar2015", "ecg_r_amplitude",
+            "ppg_amplitude", "reference:nasal"} <= methods
 
 
 def test_wrong_prediction_scores_badly(tmp_path, sim_rec):
@@ -117,7 +118,7 @@ def test_demo_runs_with_a_given_model(tmp_path, tiny_ckpt):
     assert code == 0, se
     rep = json.loads(so)
     names = [r["method"] for r in rep["scores"]]
-    assert names[:3] == ["respsep", "fusion", "separator"] and "ecg_rsa_sarkar2015" in names
+    assert names[:4] == ["respsep", "fusion", "fusion+separator", "separator"] and "ecg_rsa_sarkar2015" in names
     assert "ppg_amplitude" in names and rep["inputs"] == "ecg+ppg"
     assert Path(rep["plot"]).stat().st_size > 10_000
     assert Path(rep["resp_csv"]).read_text().startswith("time_s,resp\n")
