@@ -392,7 +392,8 @@ def test_wheel_ships_the_models_and_extracts(tmp_path):
     assert where.startswith(site), where
     exe = venv / "bin" / "respsep"
     subprocess.run([str(exe), "simulate", "sim.edf", "--minutes", "2", "-q"], cwd=work, check=True, timeout=300)
-    p = subprocess.run([str(exe), "extract", "sim.edf", "--out", "r.csv", "--json"], cwd=work,
+    # the separator alone, so that the shipped model (the wheel's own copy) must be found and used
+    p = subprocess.run([str(exe), "extract", "sim.edf", "--out", "r.csv", "--method", "separator", "--json"], cwd=work,
                        capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr
     (res,) = json.loads(p.stdout)["results"]
