@@ -389,9 +389,12 @@ _WORKER: dict = {}
 
 
 def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, threads))
+    # torch (1.7 s of CPU and 220 MB to import) is loaded only when a separator runs: its thread
+    # count goes through the environment it reads at import, or directly when already loaded
+    threads = max(1, threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     _WORKER["separators"] = {}
 
 
