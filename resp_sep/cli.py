@@ -518,10 +518,11 @@ def extract(
                 out.print(f"[dim]skipped[/] {p} -> {o} (exists; --overwrite to replace)")
             continue
         tasks.append((p, o, r))
-    if tasks:  # fail early, once, on a missing or broken model (exit 5), before any output is created
-        from resp_sep.checkpoint import check_model
+    needed = model_signals(method, signal, tuple(model or ())) if tasks else []
+    if needed:  # fail early, once, on a missing or broken model (exit 5), before any output is created
+        from resp_sep.checkpoint import check_model  # imports torch: only when a separator will run
 
-        for name, kinds in model_signals(method, signal, tuple(model or ())):
+        for name, kinds in needed:
             check_model(name, kinds, device=device)
     created = make_folder(out_dir) if (out_dir and tasks) else None
     cores = _os.cpu_count() or 1

@@ -123,3 +123,22 @@ def test_extract_file_streamed_output_is_byte_identical(tmp_path):
         assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
         assert (tmp_path / "r1.csv").read_bytes() == (tmp_path / "r2.csv").read_bytes()
         assert a["duration_s"] == b["duration_s"]
+
+
+@pytest.mark.parametrize("block", [2, 3, 7, 256])
+def test_window_spectra_in_blocks_equals_all_at_once(block, monkeypatch):
+    """Fusion's window quality is computed a block of windows at a time (flat memory): same numbers."""
+    import resp_sep.quality as Q
+
+    rng = np.random.default_rng(0)
+    x = np.cumsum(rng.standard_normal(60_000))
+    x[5000:5600] = np.nan
+    x[40_000:40_010] = np.nan
+    for n_win in (250, 258, 399):  # remainders of one window are merged into the block before
+        starts = np.arange(n_win) * 150
+        monkeypatch.setattr(Q, "SPECTRA_BLOCK", 10**9)
+        whole = Q.window_spectra(x, 10.0, starts, 300)
+        monkeypatch.setattr(Q, "SPECTRA_BLOCK", block)
+        parts = Q.window_spectra(x, 10.0, starts, 300)
+        for k in ("peak_hz", "concentration", "valid"):
+            assert np.array_equal(getattr(parts, k), getattr(whole, k), equal_nan=True), (k, n_win)
