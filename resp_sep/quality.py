@@ -59,6 +59,11 @@ class WindowSpectra:
     valid: np.ndarray
 
 
+#: windows analysed at once by :func:`window_spectra` (each row is computed on its own, so the
+#: result does not depend on it; it bounds the temporaries: ~20 MB instead of ~10 MB per hour)
+SPECTRA_BLOCK = 256
+
+
 def window_spectra(wave: np.ndarray, fs: float, starts: np.ndarray, length: int) -> WindowSpectra:
     """Quality of ``wave`` in windows ``[s, s + length)`` for each start ``s`` (samples).
 
@@ -78,7 +83,19 @@ def window_spectra(wave: np.ndarray, fs: float, starts: np.ndarray, length: int)
     WindowSpectra
     """
     wave = np.asarray(wave, dtype=np.float64)
-    idx = np.asarray(starts, dtype=int)[:, None] + np.arange(length)[None, :]
+    starts = np.asarray(starts, dtype=int)
+    if starts.size > SPECTRA_BLOCK:  # a few hundred windows at a time: memory independent of the length
+        cuts = list(range(0, starts.size, SPECTRA_BLOCK)) + [starts.size]
+        if cuts[-1] - cuts[-2] == 1:  # no block of one window: numpy sums a lone row in another order
+            del cuts[-2]
+        parts = [_window_spectra(wave, fs, starts[a:b], length) for a, b in zip(cuts[:-1], cuts[1:])]
+        return WindowSpectra(*(np.concatenate([getattr(p, k) for p in parts])
+                               for k in ("peak_hz", "concentration", "valid")))
+    return _window_spectra(wave, fs, starts, length)
+
+
+def _window_spectra(wave: np.ndarray, fs: float, starts: np.ndarray, length: int) -> WindowSpectra:
+    idx = starts[:, None] + np.arange(length)[None, :]
     seg = wave[idx]  # (n_windows, length)
     finite = np.isfinite(seg)
     valid = finite.mean(axis=1)

@@ -216,3 +216,51 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
             > 1e-12 * max(1.0, abs(checks.lo), abs(checks.hi))):
         raise InputError(f"channel '{label}' is constant (flat line)", path)
     return np.concatenate(pieces).astype(np.float32)
+
+
+def stream_role(rec, role: str, overrides: dict | None, sep, *, out_fs: float, hop: int | None = None,
+                batch_size: int | None = None, progress: Callable[[int, int], None] | None = None,
+                min_fs: float = 50.0):
+    """:func:`extract_stream` of the channel serving ``role`` in a recording, when it can be streamed.
+
+    Parameters
+    ----------
+    rec : Recording
+    role : str
+        ``ecg`` or ``ppg``.
+    overrides : dict, optional
+        ``{role: label}`` from ``--channel``.
+    sep : Separator
+
+    Returns
+    -------
+    (y, signal, n_samples) or None
+        The separator's output at ``out_fs`` (float32, what ``sep.extract(load_signal(rec, role,
+        overrides, fs_out=None).x, fs, out_fs=...)`` gives), a :class:`LoadedSignal` describing the
+        channel (its ``x`` is empty: the channel was never held whole) and the channel's sample
+        count. ``None`` when the channel cannot be read in ranges (WFDB), has missing samples or
+        fails the checks of :func:`resp_sep.preprocess.load_signal` other than flatness (that
+        function then gives the error).
+    """
+    from resp_sep.channels import detect_roles
+    from resp_sep.preprocess import LoadedSignal
+
+    roles = detect_roles(rec.labels, overrides, path=str(rec.path))
+    if role not in roles:
+        return None
+    choice = roles[role]
+    ch = rec.channel(choice.label)
+    if not (min_fs <= ch.fs <= 100_000) or ch.n_samples < 2:
+        return None
+    blocks = ch.blocks()
+    if blocks is None:
+        return None
+    with blocks as read:
+        try:
+            y = extract_stream(sep, read, ch.n_samples, ch.fs, out_fs=out_fs, hop=hop, batch_size=batch_size,
+                               progress=progress, path=str(rec.path), label=ch.label)
+        except NotStreamable:
+            return None
+    sig = LoadedSignal(x=np.zeros(0, dtype=np.float32), fs=ch.fs, label=ch.label, role=role, fs_orig=ch.fs,
+                       path=str(rec.path), note=choice.note)
+    return y, sig, ch.n_samples

@@ -68,3 +68,22 @@ def test_cli_makes_idle_threads_sleep_unless_told_otherwise():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, check=False)
     assert r.stdout.strip() == "ACTIVE"
+
+
+def test_worker_init_sets_threads_without_importing_torch():
+    code = ("import sys; from resp_sep.cli import _worker_init; _worker_init(1); "
+            "print('torch' in sys.modules); import torch; print(torch.get_num_threads())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.stdout.split() == ["False", "1"], r.stdout + r.stderr
+
+
+def test_heuristic_method_never_imports_torch(tmp_path):
+    """A heuristic source (no separator) pays neither torch's import nor its memory."""
+    from resp_sep.simulate import simulate
+
+    sim = simulate(duration_s=180, fs=256, seed=1)
+    p = tmp_path / "sim.edf"
+    write_edf(p, [{"label": "ECG", "fs": 256, "unit": "mV", "data": sim.ecg}])
+    r = _loaded(["extract", str(p), "--out", str(tmp_path / "r.csv"), "--method", "ecg_r_amplitude", "--quiet"])
+    assert r["code"] == 0
+    assert "torch" not in r["loaded"] and (tmp_path / "r.csv").exists()

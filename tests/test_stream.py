@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from resp_sep.preprocess import MODEL_FS, SEGMENT_LEN, resample
 from resp_sep.resample import kaiser_lowpass
 from resp_sep.separate import Separator
 from resp_sep.stream import LineResampler, NotStreamable, extract_stream, rate_ratio
+from resp_sep.writers import write_edf
 
 RATES = [(256, 200), (250, 200), (500, 200), (360, 200), (128, 200), (1000, 200), (2048, 200),
          (333.3, 200), (200, 25), (200, 10), (200, 7), (200, 0.5)]
@@ -102,3 +104,41 @@ def test_extract_stream_refuses_what_the_whole_path_refuses():
         extract_stream(sep, lambda a, b: gap[a:b], gap.size, 256.0)
 
 
+def test_extract_file_streamed_output_is_byte_identical(tmp_path):
+    """``--method separator`` streams the channel; its outputs are the whole-array path's, byte for byte."""
+    from resp_sep.pipeline import ExtractOptions, extract_file
+    from resp_sep.simulate import simulate
+
+    sim = simulate(duration_s=400, fs=256, seed=3)
+    edf = tmp_path / "night.edf"
+    write_edf(edf, [{"label": "EEG C3", "fs": 256, "unit": "uV", "data": sim.ppg},
+                    {"label": "ECG", "fs": 256, "unit": "mV", "data": sim.ecg},
+                    {"label": "Pleth", "fs": 128, "unit": "a.u.", "data": sim.ppg[::2]}])
+    for signal in ("ecg", "auto"):
+        seps: dict = {}
+        opts = ExtractOptions(method="separator", signal=signal, device="cpu", rates=str(tmp_path / "r1.csv"))
+        a = extract_file(str(edf), str(tmp_path / "a.csv"), opts, seps)
+        b = extract_file(str(edf), str(tmp_path / "b.csv"),
+                         dataclasses.replace(opts, stream=False, rates=str(tmp_path / "r2.csv")), seps)
+        assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+        assert (tmp_path / "r1.csv").read_bytes() == (tmp_path / "r2.csv").read_bytes()
+        assert a["duration_s"] == b["duration_s"]
+
+
+@pytest.mark.parametrize("block", [2, 3, 7, 256])
+def test_window_spectra_in_blocks_equals_all_at_once(block, monkeypatch):
+    """Fusion's window quality is computed a block of windows at a time (flat memory): same numbers."""
+    import resp_sep.quality as Q
+
+    rng = np.random.default_rng(0)
+    x = np.cumsum(rng.standard_normal(60_000))
+    x[5000:5600] = np.nan
+    x[40_000:40_010] = np.nan
+    for n_win in (250, 258, 399):  # remainders of one window are merged into the block before
+        starts = np.arange(n_win) * 150
+        monkeypatch.setattr(Q, "SPECTRA_BLOCK", 10**9)
+        whole = Q.window_spectra(x, 10.0, starts, 300)
+        monkeypatch.setattr(Q, "SPECTRA_BLOCK", block)
+        parts = Q.window_spectra(x, 10.0, starts, 300)
+        for k in ("peak_hz", "concentration", "valid"):
+            assert np.array_equal(getattr(parts, k), getattr(whole, k), equal_nan=True), (k, n_win)
