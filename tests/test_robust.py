@@ -346,7 +346,10 @@ def test_single_file_interrupt_says_so(tmp_path):
     from resp_sep.simulate import simulate, write_simulation
 
     rec = write_simulation(simulate(duration_s=3 * 3600, fs=200, seed=2), tmp_path / "long.edf")
-    code, dt, _out, err, _ = _interrupt(["extract", rec, "--out", tmp_path / "r.csv", "--rates", tmp_path / "q.csv"],
+    # the separator with dense segments (hop 6 s): an extraction that surely outlasts the 6-s wait
+    # (the default fusion can finish a 3-h record in about that time on a quiet machine)
+    code, dt, _out, err, _ = _interrupt(["extract", rec, "--out", tmp_path / "r.csv", "--rates", tmp_path / "q.csv",
+                                        "--method", "separator", "--hop", "6"],
                                        "ctrl-c", tmp_path, wait_for="", wait_s=6.0)
     assert code == EXIT_INTERRUPTED and "interrupted" in err and "Traceback" not in err, err
     assert dt < 2.0
