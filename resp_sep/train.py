@@ -506,6 +506,16 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
     t_run, c_run = time.perf_counter(), time.process_time()
     win = {"parts": {}, "n": 0, "t": 0.0, "segs": 0}
     budget_s = cfg.time_budget_min * 60.0
+    if cfg.init and not resume and val is not None and rank == 0:
+        # the starting point is a candidate too: fine-tuning must beat it to be kept
+        entry = {"epoch": 0, "step": 0, "train": {}, "seconds": 0.0, "segments_per_s": 0.0,
+                 "lr": float(sched.get_last_lr()[0]), "val": validate(model, val, device),
+                 "train_s_total": 0.0, "cpu_s_total": time.process_time() - c_run}
+        history.append(entry)
+        best = {"metric": entry["val"]["metric"], "epoch": 0, "step": 0}
+        save_checkpoint(_result_ckpt(model, cfg, data_summary, history, best, entry), cfg.out)
+        if progress:
+            progress("epoch", entry=entry, improved=True)
     model.train()
     stop = False
     for epoch in range(start_epoch, cfg.epochs):

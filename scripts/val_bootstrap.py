@@ -1,6 +1,6 @@
 """Is a validation MAE really below the constant guess? Per-segment errors with a bootstrap interval.
 
-    .venv/bin/python scripts/val_bootstrap.py CHECKPOINT [--encoder K]
+    .venv/bin/python scripts/val_bootstrap.py CHECKPOINT [--encoder K] [--config TOML]
 
 Rebuilds the checkpoint's validation set from its own training config (segment cache reused),
 scores the label-free chosen encoder (or ``--encoder K``) exactly as training validation does
@@ -20,21 +20,25 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from resp_sep.checkpoint import build_model, load_checkpoint  # noqa: E402
-from resp_sep.preprocess import MODEL_FS  # noqa: E402
-from resp_sep.select import segment_rates  # noqa: E402
-from resp_sep.train import TrainConfig, prepare_data  # noqa: E402
+from resp_sep.checkpoint import build_model, load_checkpoint
+from resp_sep.preprocess import MODEL_FS
+from resp_sep.select import segment_rates
+from resp_sep.train import TrainConfig, prepare_data
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint")
     ap.add_argument("--encoder", type=int, default=None)
+    ap.add_argument("--config", default=None, help="build the validation set of this training config instead")
     a = ap.parse_args()
     torch.set_num_threads(1)
     ck = load_checkpoint(a.checkpoint)
-    tc = {k: v for k, v in ck["train_config"].items()}
-    cfg = TrainConfig(**tc)
+    if a.config:
+        cfg = TrainConfig.from_toml(a.config)
+    else:
+        known = set(TrainConfig.__dataclass_fields__)
+        cfg = TrainConfig(**{k: v for k, v in ck["train_config"].items() if k in known})
     _, val, _ = prepare_data(cfg, log=lambda *x, **k: None)
     model = build_model(ck).eval()
     k = int(ck["resp_encoder"]) if a.encoder is None else a.encoder

@@ -55,7 +55,10 @@ def test_init_loads_weights_and_refuses_other_architectures(tmp_path):
         _init_from(other, s["checkpoint"], torch.device("cpu"))
     # a run started from it records where it came from
     s2 = train(tiny_cfg(tmp_path / "b", epochs=1, max_steps_per_epoch=1, init=s["checkpoint"]), log=_quiet)
-    assert torch.load(s2["checkpoint"], weights_only=True)["train_config"]["init"] == s["checkpoint"]
+    ck2 = torch.load(s2["checkpoint"], weights_only=True)
+    assert ck2["train_config"]["init"] == s["checkpoint"]
+    # the starting point is validated first (step 0) and competes for the kept checkpoint
+    assert [h["step"] for h in ck2["metrics"]["history"]] == [0, 1]
 
 
 def test_lr_schedules():
