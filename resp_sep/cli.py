@@ -828,12 +828,14 @@ def demo(
                   r["coverage"], f"{r['abs_r']:.2f}" if np.isfinite(r.get("abs_r", np.nan)) else "-")
     _print_table(t)
     best = min((r for r in rows if np.isfinite(r["mae_bpm"])), key=lambda r: r["mae_bpm"], default=None)
-    if best is not None and best["method"] not in ("respsep", "fusion"):
+    if best is not None and best["method"] not in ("respsep", "fusion") \
+            and round(best["mae_bpm"], 2) < round(rows[0]["mae_bpm"], 2):
         out.print(f"[yellow]on this recording {best['method']} beats the default[/] "
                   f"({best['mae_bpm']:.2f} vs {rows[0]['mae_bpm']:.2f} breaths/min)")
     weights = ", ".join(f"{k} {v:.2f}" for k, v in sorted(info["sources"].items(), key=lambda kv: -kv[1]))
     out.print(f"recording: {rec}\nrespiration: {csv} (time_s,resp at 25 Hz)\nrates: {rates}\nfigure: {png}\n"
-              f"mean fusion weights: {weights}\nmodels: {info['model']}")
+              f"mean fusion weights: {weights}\nmodels: "
+              + (info["model"] or "none (the default fusion uses no separator; --model adds one)"))
 
 
 # ------------------------------------------------------------------------------------------- entry
