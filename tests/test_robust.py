@@ -285,10 +285,22 @@ def _batch(tmp_path: Path, n: int = 10, seconds: int = 600) -> Path:
     return d
 
 
+def _terminal_signals() -> None:
+    """In the child: SIGINT/SIGTERM as in a user's terminal session, whatever the test runner ignores.
+
+    A suite started in the background (``cmd &`` in a script, some CI runners) inherits SIGINT
+    ignored, and respsep rightly keeps an ignored signal ignored (``nohup``): the test would then
+    measure the runner, not respsep.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _interrupt(args, how: str, cwd: Path, wait_for: str = "ok ", wait_s: float = 0.0):
     env = {k: v for k, v in os.environ.items() if k != "RESPSEP_DEBUG"}
     p = subprocess.Popen([sys.executable, "-m", "resp_sep", *map(str, args)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=cwd, env=env)
+                         stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=cwd, env=env,
+                         preexec_fn=_terminal_signals)
     first = ""
     if wait_for:
         deadline = time.monotonic() + 240
