@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from resp_sep.errors import InputError, RespSepError
-from resp_sep.sources import GRID_FS, SOURCES, SignalContext, compute_sources, source_names
+from resp_sep.sources import GRID_FS, SOURCES, SignalContext, compute_sources, fit_length, source_names
 
 METHOD_FUSION = "fusion"
 METHOD_SEPARATOR = "separator"
@@ -306,7 +306,7 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     if failures and len(names) > 1:
         notes.append("sources not used: " + ", ".join(f"{n} ({r})" for n, r in failures.items()))
     n = max(o.wave.size for o in outputs.values())
-    waves = {k: _fit(o.wave, n) for k, o in outputs.items()}
+    waves = {k: fit_length(o.wave, n, fill=np.nan) for k, o in outputs.items()}
     fused = fuse(waves, GRID_FS)
     return Respiration(fused.wave, GRID_FS, opts.method, outputs, failures, fused, channels, notes, dur,
                        {k: separators[k] for k in separators if f"separator_{k}" in outputs})
@@ -345,14 +345,8 @@ def _separator_streamed(rec, kind: str, opts: ExtractOptions, cache: dict, sever
                                progress=progress, path=str(rec.path), label=ch.label)
         except NotStreamable:
             return None
-    n = _n_out(ch.n_samples, ch.fs)
-    y = np.asarray(y, dtype=np.float64)
-    y = y[:n] if y.size >= n else np.pad(y, (0, n - y.size), mode="edge")
+    y = fit_length(np.asarray(y, dtype=np.float64), _n_out(ch.n_samples, ch.fs))
     return SourceOutput(f"separator_{kind}", kind, y), ch.label, choice.note, ch.n_samples / ch.fs
-
-
-def _fit(x: np.ndarray, n: int) -> np.ndarray:
-    return x if x.size == n else np.pad(x, (0, n - x.size), constant_values=np.nan)
 
 
 def _separator(kind: str, opts: ExtractOptions, cache: dict, path: str, several: bool):
@@ -391,8 +385,8 @@ def at_rate(wave: np.ndarray, fs: float, out_fs: float, n_out: int | None = None
     bad = ~np.isfinite(wave)
     x = np.where(bad, 0.0, wave) if bad.any() else wave
     y = resample(x, fs, out_fs) if out_fs != fs else np.asarray(x, dtype=np.float64)
-    if n_out is not None and y.size != n_out:
-        y = y[:n_out] if y.size > n_out else np.pad(y, (0, n_out - y.size), mode="edge")
+    if n_out is not None:
+        y = fit_length(y, n_out)
     if bad.any():
         idx = np.clip(np.floor(np.arange(y.size) * fs / out_fs).astype(int), 0, bad.size - 1)
         y = np.where(bad[idx], np.nan, y)

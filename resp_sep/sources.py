@@ -367,9 +367,7 @@ def _separator(ctx: SignalContext) -> np.ndarray:
     sep = ctx.separator(ctx.kind)
     x = _bridge(_check(ctx.x, ctx.fs, ctx.kind.upper(), ctx.path))
     y = sep.extract(x, ctx.fs, out_fs=GRID_FS, path=ctx.path, **ctx.separator_options)
-    y = np.asarray(y, dtype=np.float64)
-    n = ctx.n_grid
-    return y[:n] if y.size >= n else np.pad(y, (0, n - y.size), mode="edge")
+    return fit_length(np.asarray(y, dtype=np.float64), ctx.n_grid)
 
 
 # Not in the default fusion set while the shipped models do not improve it: on the development
@@ -509,9 +507,7 @@ def _resample(x: np.ndarray, fs: float, fs_out: float, n_out: int | None = None)
     ratio = Fraction(fs_out / fs).limit_denominator(1000)
     x = x - np.median(x)
     y = x if ratio == 1 else resample_poly(x, ratio.numerator, ratio.denominator)
-    if n_out is not None and y.size != n_out:
-        y = y[:n_out] if y.size > n_out else np.pad(y, (0, n_out - y.size), mode="edge")
-    return y
+    return y if n_out is None else fit_length(y, n_out)
 
 
 def _clean_ecg(ecg: np.ndarray, fs: float, path: str | None = None) -> tuple[np.ndarray, float]:
@@ -524,6 +520,20 @@ def _clean_ecg(ecg: np.ndarray, fs: float, path: str | None = None) -> tuple[np.
         x = _resample(x, fs, fs_c)
         fs_c = float(fs * Fraction(fs_c / fs).limit_denominator(1000))
     return np.asarray(nk.ecg_clean(x, sampling_rate=fs_c), dtype=float), fs_c
+
+
+def fit_length(x: np.ndarray, n: int, fill: float | None = None) -> np.ndarray:
+    """``x`` cut or extended to ``n`` samples: extended with its last value, or with ``fill`` when given.
+
+    Resampled series come out a sample longer or shorter than the grid; this puts them on it.
+    """
+    if x.size == n:
+        return x
+    if x.size > n:
+        return x[:n]
+    if fill is None:
+        return np.pad(x, (0, n - x.size), mode="edge")
+    return np.pad(x, (0, n - x.size), constant_values=fill)
 
 
 def _n_out(n: int, fs: float) -> int:
@@ -588,8 +598,7 @@ def _bandpass(x: np.ndarray, fs: float, band: tuple[float, float] = RESP_BAND, o
 def _nan_where(x: np.ndarray, missing: np.ndarray) -> np.ndarray:
     """``x`` with NaN where ``missing`` (lengths are matched to ``missing``)."""
     x = np.asarray(x, dtype=float)
-    if x.size != missing.size:
-        x = x[: missing.size] if x.size > missing.size else np.pad(x, (0, missing.size - x.size), "edge")
+    x = fit_length(x, missing.size)
     if missing.any():
         x = x.copy()
         x[missing] = np.nan
