@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from resp_sep.quality import window_spectra
+from resp_sep.quality import _window_spectra, window_spectra
 
 #: analysis window and hop (s).
 WINDOW_S, HOP_S = 30.0, 15.0
@@ -178,23 +178,241 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
     tot = raw.sum(axis=1, keepdims=True)
     weights = np.where(tot > 0, raw / np.where(tot > 0, tot, 1), 0.0)
 
-    acc = np.zeros(n)
-    wsum = np.zeros(n)
-    taper = np.minimum(np.arange(length) + 1, length - np.arange(length)).astype(float)
-    taper /= taper.max()
-    signs = np.zeros((n_win, n_src))
-    lags = np.zeros((n_win, n_src))
-    fused_conc = np.zeros(n_win)
     max_lag = int(round(MAX_LAG_S * fs))
     # one time reference for the whole recording where possible: a window aligned to another anchor
     # would be shifted by the lag between the two, and the cross-fade would smear the breaths
     main = int(np.argmax(weights.mean(axis=0)))
+    anchors = np.where(weights[:, main] >= ANCHOR_SHARE * weights.max(axis=1), main, np.argmax(weights, axis=1))
+    wave, signs, lags, fused_conc = _fuse_windows(X, starts, length, weights, consensus, fs, max_lag, anchors,
+                                                  tot[:, 0] > 0, shape and SHAPE_BAND is not None)
+
+    agree_share = np.where(base.sum(axis=1) > 0, (base * (np.abs(dev) <= 1)).sum(axis=1)
+                           / np.where(base.sum(axis=1) > 0, base.sum(axis=1), 1), 0.0)
+    confidence = np.clip(agree_share * fused_conc, 0.0, 1.0)
+    flag = _flags(quality, peak, tol, confidence, tot[:, 0] > 0)
+    t0 = starts / fs
+    return FusionResult(wave, fs, names, t0, t0 + length / fs, weights, quality, peak, consensus,
+                        confidence, flag, signs, lags)
+
+
+#: windows combined at once by :func:`_fuse_windows`: bounds its temporaries (the alignment's shifted
+#: copies, up to 61 lags x window x block, ~20 MB at 10 Hz) whatever the recording's length
+FUSE_BLOCK = 64
+
+
+def _fuse_windows(X: np.ndarray, starts: np.ndarray, length: int, weights: np.ndarray, consensus: np.ndarray,
+                  fs: float, max_lag: int, anchors: np.ndarray, active: np.ndarray, shape: bool):
+    """Align, weight, shape and blend the windows (module docstring, steps 5-6), :data:`FUSE_BLOCK` at a time.
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape (n_sources, n)
+        Normalised sources.
+    starts : numpy.ndarray of int, shape (n_windows,)
+    length : int
+        Window length (samples).
+    weights : numpy.ndarray, shape (n_windows, n_sources)
+    consensus : numpy.ndarray, shape (n_windows,)
+        Consensus frequency (Hz), NaN where unknown.
+    fs : float
+    max_lag : int
+        Largest alignment lag (samples).
+    anchors : numpy.ndarray of int, shape (n_windows,)
+        Each window's alignment anchor (a source index).
+    active : numpy.ndarray of bool, shape (n_windows,)
+        Windows with any weight.
+    shape : bool
+        Band-pass each window around its consensus frequency (:data:`SHAPE_BAND`).
+
+    Returns
+    -------
+    wave : numpy.ndarray, shape (n,)
+    signs, lags_s : numpy.ndarray, shape (n_windows, n_sources)
+    fused_conc : numpy.ndarray, shape (n_windows,)
+        Spectral concentration of each fused window.
+
+    The same numbers as the one-window-at-a-time loop (:func:`_fuse_windows_loop`, compared in
+    tests/test_fusion.py): every per-window quantity is the same numpy operation on the same row
+    (row sums, FFTs and matrix-vector products of stacked rows equal those of lone rows; the
+    alignment's matrix-vector products are grouped by their number of lags, because BLAS sums a
+    product differently for another number of rows), the sources are added in the same order, and
+    the polarity chain and overlap-add, which depend on the previous window, run window by window.
+    """
+    n_src, n = X.shape
+    n_win = starts.size
+    taper = np.minimum(np.arange(length) + 1, length - np.arange(length)).astype(float)
+    taper /= taper.max()
+    acc = np.zeros(n)
+    wsum = np.zeros(n)
+    signs = np.zeros((n_win, n_src))
+    lags = np.zeros((n_win, n_src))
+    fused_conc = np.zeros(n_win)
+    lag_lim = np.full(n_win, max_lag, dtype=int)
+    known = np.isfinite(consensus) & (consensus > 0)
+    # a third of a breath: beyond that, sign and lag trade places
+    lag_lim[known] = np.minimum(max_lag, np.floor(fs / consensus[known] / 3)).astype(int)
+    todo = np.flatnonzero(active)
+    for b in range(0, todo.size, FUSE_BLOCK):
+        ws = todo[b:b + FUSE_BLOCK]
+        segs, sg, lg = _combine_block(X, starts[ws], length, weights[ws], lag_lim[ws], anchors[ws])
+        if shape:
+            rows = np.flatnonzero(np.isfinite(consensus[ws]) & (np.isfinite(segs).sum(axis=1) >= 8))
+            if rows.size:
+                segs[rows] = _around_rows(segs[rows], fs, consensus[ws][rows], *SHAPE_BAND)
+        signs[ws], lags[ws] = sg, lg / fs
+        ok_rows = np.isfinite(segs).any(axis=1)
+        conc = np.zeros(ws.size)
+        if ok_rows.any():  # a negated window has the same spectrum: computed before the polarity chain
+            k = np.flatnonzero(ok_rows)
+            conc[k] = _window_spectra(segs[k].ravel(), fs, np.arange(k.size) * length, length, lone=True).concentration
+        for j, w in enumerate(ws):
+            if not ok_rows[j]:
+                continue
+            a = starts[w]
+            seg = segs[j]
+            ok = np.isfinite(seg)
+            # keep the waveform's polarity continuous across windows
+            prev = acc[a:a + length] / np.where(wsum[a:a + length] > 0, wsum[a:a + length], 1)
+            both = ok & (wsum[a:a + length] > 0)
+            if both.sum() > 2 and np.dot(seg[both], prev[both]) < 0:
+                seg, signs[w] = -seg, -signs[w]
+            tw = np.where(ok, taper, 0.0)
+            acc[a:a + length] += tw * np.where(ok, seg, 0.0)
+            wsum[a:a + length] += tw
+            fused_conc[w] = conc[j]
+    wave = np.where(wsum > 0, acc / np.where(wsum > 0, wsum, 1), np.nan)
+    return wave, signs, lags, fused_conc
+
+
+def _combine_block(X: np.ndarray, a: np.ndarray, length: int, weights: np.ndarray, lag_lim: np.ndarray,
+                   anchors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_combine` for a block of windows starting at ``a`` (B,); returns segments (B, length), signs and lags (B, S)."""
+    n_src = X.shape[0]
+    nb = a.size
+    rows = np.arange(nb)
+    cols = a[:, None] + np.arange(length)[None, :]
+    ref = X[anchors[:, None], cols]  # (B, length)
+    gain = _std_rows(ref)
+    z_all = np.empty((n_src, nb, length))
+    s_all = np.zeros((n_src, nb))
+    lag_all = np.zeros((n_src, nb), int)
+    sd_all = np.zeros((n_src, nb))
+    for i in range(n_src):
+        use = weights[:, i] > 0
+        z_all[i] = ref
+        s_all[i] = 1.0
+        al = np.flatnonzero(use & (anchors != i))
+        if al.size:
+            z_all[i, al], s_all[i, al], lag_all[i, al] = _align_rows(X[i], a[al], length, ref[al], lag_lim[al])
+        sd_all[i] = np.where(use, _std_rows(z_all[i]), 0.0)
+    signs = np.zeros((nb, n_src))
+    lags = np.zeros((nb, n_src), int)
+    num = np.zeros((nb, length))
+    den = np.zeros((nb, length))
+    order = np.stack([np.argsort(-weights[j]) for j in range(nb)])  # heaviest first, as _combine adds them
+    for k in range(n_src):
+        i = order[:, k]
+        z = z_all[i, rows]
+        sd = sd_all[i, rows]
+        w = weights[rows, i]
+        s = s_all[i, rows]
+        use = (w > 0) & (sd > 0)
+        ok = np.isfinite(z) & use[:, None]
+        # each source at the anchor's scale in this window: a source's units (or a noisy window's size)
+        # must not outweigh its quality weight
+        scale = gain / np.where(use, sd, 1.0)
+        num += np.where(ok, w[:, None] * s[:, None] * np.nan_to_num(z) * scale[:, None], 0.0)
+        den += np.where(ok, w[:, None], 0.0)
+        signs[rows[use], i[use]] = s[use]
+        lags[rows[use], i[use]] = lag_all[i, rows][use]
+    seg = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    return seg, signs, lags
+
+
+def _align_rows(x: np.ndarray, a: np.ndarray, length: int, ref: np.ndarray,
+                lag_lim: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_align` for several windows of one source: shifted windows (B, length), signs (B,), lags (B,)."""
+    n = x.size
+    nb = a.size
+    lo, hi = np.maximum(0, a - lag_lim), np.minimum(n, a + length + lag_lim)
+    n_lags = hi - lo - length + 1
+    r = np.zeros((nb, length))
+    fin = np.isfinite(ref)
+    full = fin.all(axis=1)
+    r[full] = ref[full] - ref[full].mean(axis=1)[:, None]
+    for j in np.flatnonzero(~full & fin.any(axis=1)):
+        r[j] = np.nan_to_num(ref[j]) - np.nanmean(ref[j])
+    best_lag = np.zeros(nb, int)
+    sign = np.ones(nb)
+    gapless = bool(np.isfinite(x[lo.min():hi.max()]).all())
+    for m in np.unique(n_lags):  # BLAS sums a matrix-vector product by blocks of rows: same row count, same sums
+        sel = np.flatnonzero(n_lags == m)
+        view = x[lo[sel][:, None, None] + np.arange(m)[None, :, None] + np.arange(length)[None, None, :]]
+        lg = np.arange(m)[None, :] + (lo[sel] - a[sel])[:, None]  # (G, m)
+        if gapless:  # the same numbers without the masking passes
+            cnt = length
+            mean = view.sum(axis=2) / cnt
+            dev = view - mean[:, :, None]
+        else:
+            rows = np.nan_to_num(view)
+            valid = np.isfinite(view)
+            cnt = np.maximum(valid.sum(axis=2), 1)
+            mean = rows.sum(axis=2) / cnt
+            dev = np.where(valid, rows - mean[:, :, None], 0.0)
+        sd = np.sqrt((dev ** 2).sum(axis=2) / cnt)
+        c = (dev @ r[sel][:, :, None])[:, :, 0] / np.where(sd > 0, sd, np.inf)
+        best = np.argmax(np.abs(c) - 1e-9 * np.abs(lg), axis=1)  # ties: the smallest lag
+        g = np.arange(sel.size)
+        best_lag[sel] = lg[g, best]
+        sign[sel] = np.where(c[g, best] >= 0, 1.0, -1.0)
+    z = x[(a + best_lag)[:, None] + np.arange(length)[None, :]]
+    return z, sign, best_lag
+
+
+def _std_rows(z: np.ndarray) -> np.ndarray:
+    """:func:`_std` of every row of ``z`` (B, length)."""
+    fin = np.isfinite(z)
+    full = fin.all(axis=1)
+    out = np.zeros(z.shape[0])
+    if z.shape[1] > 1:
+        out[full] = z[full].std(axis=1)
+    for j in np.flatnonzero(~full):
+        out[j] = _std(z[j])
+    return out
+
+
+def _around_rows(segs: np.ndarray, fs: float, f_c: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """:func:`_around` of every row of ``segs`` (B, m), each around its own ``f_c`` (B,); rows with >= 8 valid samples."""
+    ok = np.isfinite(segs)
+    x = np.where(ok, segs, 0.0)
+    m = x.shape[1]
+    xp = np.concatenate((x[:, ::-1], x, x[:, ::-1]), axis=1)
+    f = np.fft.rfftfreq(xp.shape[1], 1.0 / fs)[None, :]
+    f1, f2 = lo * f_c[:, None], hi * f_c[:, None]
+    w = 0.25 * f_c[:, None]  # edge width (Hz)
+    h = np.clip(np.minimum((f - (f1 - w)) / w, ((f2 + w) - f) / w), 0.0, 1.0)
+    h = 0.5 - 0.5 * np.cos(np.pi * h)
+    y = np.fft.irfft(np.fft.rfft(xp, axis=1) * h, n=xp.shape[1], axis=1)[:, m:2 * m]
+    return np.where(ok, y, np.nan)
+
+
+def _fuse_windows_loop(X: np.ndarray, starts: np.ndarray, length: int, weights: np.ndarray, consensus: np.ndarray,
+                       fs: float, max_lag: int, anchors: np.ndarray, active: np.ndarray, shape: bool):
+    """The window loop of :func:`_fuse_windows`, one window at a time: the reference the tests compare it with."""
+    taper = np.minimum(np.arange(length) + 1, length - np.arange(length)).astype(float)
+    taper /= taper.max()
+    n_src, n = X.shape
+    acc = np.zeros(n)
+    wsum = np.zeros(n)
+    n_win = starts.size
+    signs = np.zeros((n_win, n_src))
+    lags = np.zeros((n_win, n_src))
+    fused_conc = np.zeros(n_win)
     for w, a in enumerate(starts):
-        if not tot[w, 0] > 0:
+        if not active[w]:
             continue
-        anchor = main if weights[w, main] >= ANCHOR_SHARE * weights[w].max() else int(np.argmax(weights[w]))
-        seg, sg, lg = _combine(X, a, length, weights[w], consensus[w], fs, max_lag, anchor)
-        if shape and SHAPE_BAND is not None and np.isfinite(consensus[w]):
+        seg, sg, lg = _combine(X, a, length, weights[w], consensus[w], fs, max_lag, int(anchors[w]))
+        if shape and np.isfinite(consensus[w]):
             seg = _around(seg, fs, consensus[w], *SHAPE_BAND)
         signs[w], lags[w] = sg, lg / fs
         ok = np.isfinite(seg)
@@ -210,14 +428,7 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
         wsum[a:a + length] += tw
         fused_conc[w] = window_spectra(seg, fs, np.zeros(1, int), length).concentration[0]
     wave = np.where(wsum > 0, acc / np.where(wsum > 0, wsum, 1), np.nan)
-
-    agree_share = np.where(base.sum(axis=1) > 0, (base * (np.abs(dev) <= 1)).sum(axis=1)
-                           / np.where(base.sum(axis=1) > 0, base.sum(axis=1), 1), 0.0)
-    confidence = np.clip(agree_share * fused_conc, 0.0, 1.0)
-    flag = _flags(quality, peak, tol, confidence, tot[:, 0] > 0)
-    t0 = starts / fs
-    return FusionResult(wave, fs, names, t0, t0 + length / fs, weights, quality, peak, consensus,
-                        confidence, flag, signs, lags)
+    return wave, signs, lags, fused_conc
 
 
 def _combine(X: np.ndarray, a: int, length: int, weights: np.ndarray, f_c: float, fs: float,

@@ -94,7 +94,12 @@ def window_spectra(wave: np.ndarray, fs: float, starts: np.ndarray, length: int)
     return _window_spectra(wave, fs, starts, length)
 
 
-def _window_spectra(wave: np.ndarray, fs: float, starts: np.ndarray, length: int) -> WindowSpectra:
+def _window_spectra(wave: np.ndarray, fs: float, starts: np.ndarray, length: int, lone: bool = False) -> WindowSpectra:
+    """:func:`window_spectra` of one block of windows; ``lone``: every row's numbers as if it were alone.
+
+    (The full-band total of several rows is a column selection whose sum runs in another order than a
+    lone row's, which differs in the last bits; ``lone`` sums each row contiguously, as a lone row.)
+    """
     idx = starts[:, None] + np.arange(length)[None, :]
     seg = wave[idx]  # (n_windows, length)
     finite = np.isfinite(seg)
@@ -106,7 +111,7 @@ def _window_spectra(wave: np.ndarray, fs: float, starts: np.ndarray, length: int
         spec = spec * np.maximum(f, FULL_BAND[0])[None, :] ** TILT
     band = (f >= BAND[0]) & (f <= BAND[1])
     full = (f >= FULL_BAND[0]) & (f <= FULL_BAND[1])
-    total = spec[:, full].sum(axis=1)
+    total = (np.ascontiguousarray(spec[:, full]) if lone else spec[:, full]).sum(axis=1)
     ib = np.flatnonzero(band)
     peak = f[ib[np.argmax(spec[:, band], axis=1)]]
     half = np.maximum(MIN_HALF_WIDTH_HZ, REL_HALF_WIDTH * peak)
