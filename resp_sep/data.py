@@ -1,6 +1,6 @@
 """Training data: segments of many recordings in an on-disk cache, split by subject.
 
-Each recording's kept segments are min-max scaled and stored once as a float16 ``.npy`` file in a
+Each recording's kept segments are min-max scaled (optionally after a percentile clip) and stored once as a float16 ``.npy`` file in a
 cache folder (memory-mapped when read), keyed by the file's path, size and mtime and by every
 setting that changes the segments. Corpora larger than RAM train fine: a batch reads only its rows.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from resp_sep.errors import RespSepError
-from resp_sep.preprocess import MODEL_FS, SEGMENT_LEN, load_signal, minmax_scale, quality_filter, segment
+from resp_sep.preprocess import MODEL_FS, SEGMENT_LEN, load_signal, quality_filter, robust_scale, segment
 
 CACHE_VERSION = 1
 
@@ -77,15 +77,19 @@ def subject_id(path: str, same_subject: list[list[str]] | None = None) -> str:
     return stem
 
 
-def _cache_key(path: str, signal: str, overrides: dict, hop: int, check_hr: bool) -> str:
+def _cache_key(path: str, signal: str, overrides: dict, hop: int, check_hr: bool, clip_pct: float = 0.0) -> str:
     st = os.stat(path)
-    blob = json.dumps([CACHE_VERSION, os.path.abspath(path), st.st_size, int(st.st_mtime), signal,
-                       sorted(overrides.items()), hop, SEGMENT_LEN, MODEL_FS, check_hr])
+    key = [CACHE_VERSION, os.path.abspath(path), st.st_size, int(st.st_mtime), signal,
+           sorted(overrides.items()), hop, SEGMENT_LEN, MODEL_FS, check_hr]
+    if clip_pct:  # plain min-max keeps the keys (and caches) it always had
+        key.append(["robust", float(clip_pct)])
+    blob = json.dumps(key)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
 def cache_recording(path: str, signal: str, cache_dir: str | Path, hop: int, overrides: dict | None = None,
-                    same_subject: list[list[str]] | None = None, check_hr: bool = True) -> RecordingSegments:
+                    same_subject: list[list[str]] | None = None, check_hr: bool = True,
+                    clip_pct: float = 0.0) -> RecordingSegments:
     """Segment one recording into the cache (or reuse a cached copy).
 
     Parameters
@@ -96,6 +100,9 @@ def cache_recording(path: str, signal: str, cache_dir: str | Path, hop: int, ove
     cache_dir : path
     hop : int
         Step between segments in samples at 200 Hz.
+    clip_pct : float
+        Robust scaling: percent of each segment's samples clipped at either end before min-max
+        scaling (:func:`resp_sep.preprocess.robust_scale`; 0 = plain min-max).
 
     Raises
     ------
@@ -109,7 +116,7 @@ def cache_recording(path: str, signal: str, cache_dir: str | Path, hop: int, ove
 
     rec = read_recording(path)
     real = str(rec.path)
-    key = _cache_key(real, signal, overrides, hop, check_hr)
+    key = _cache_key(real, signal, overrides, hop, check_hr, clip_pct)
     npy, meta_f = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     if npy.exists() and meta_f.exists():
         meta = json.loads(meta_f.read_text())
@@ -122,7 +129,7 @@ def cache_recording(path: str, signal: str, cache_dir: str | Path, hop: int, ove
                            real, exit_code=3)
     q = quality_filter(segs, MODEL_FS, kind=signal, check_heart_rate=check_hr)
     kept = np.flatnonzero(q.keep)
-    scaled = minmax_scale(np.asarray(segs[kept])).astype(np.float16)
+    scaled = robust_scale(np.asarray(segs[kept]), clip_pct).astype(np.float16)
     tmp = cache_dir / f".{key}.{os.getpid()}.tmp.npy"
     np.save(tmp, scaled)
     os.replace(tmp, npy)

@@ -51,6 +51,13 @@ class ModelConfig:
         Start the decoder's mixing weights block-diagonal (off-diagonal blocks zero), so each
         encoder has its own pathway from the first step instead of having the sparse mixing loss
         carve it out. Not in the published recipe (default False).
+    input_stride : int
+        Cheaper compute (issue 10, experiment (f)): the network runs at ``1 / input_stride`` of the
+        input rate. The input is averaged over non-overlapping blocks of ``input_stride`` samples
+        (200 Hz -> 100 Hz for 2) before the encoders, and the output logits are linearly
+        interpolated back to the input rate, so the model still maps ``L`` samples to ``L``
+        samples and everything around it (scaling, stitching, rates) is unchanged. ``L`` must be
+        divisible by ``input_stride * 2 ** blocks``. Default 1 (the published model).
     """
 
     n_encoders: int = 8
@@ -61,11 +68,14 @@ class ModelConfig:
     bn_momentum: float = 0.1
     in_channels: int = 1
     block_diagonal_init: bool = False
+    input_stride: int = 1
 
     def __post_init__(self):
         n = self.n_encoders
         if n < 1:
             raise ValueError("n_encoders must be >= 1")
+        if not isinstance(self.input_stride, int) or self.input_stride < 1:
+            raise ValueError(f"input_stride must be a positive integer (got {self.input_stride!r})")
         if self.dec_channels is None:
             self.dec_channels = list(reversed(self.channels))
         for c in list(self.channels) + list(self.dec_channels) + [self.hidden]:
@@ -76,11 +86,19 @@ class ModelConfig:
 
     @property
     def downsample(self) -> int:
-        """Factor between input samples and encoding time steps (2 ** blocks)."""
-        return 2 ** len(self.channels)
+        """Factor between input samples and encoding time steps (input_stride * 2 ** blocks)."""
+        return self.input_stride * 2 ** len(self.channels)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def upsample_logits(logits: torch.Tensor, stride: int) -> torch.Tensor:
+    """Output logits ``(b, c, T)`` at the network's rate -> ``(b, c, T * stride)`` at the input rate
+    (linear interpolation; identity for ``stride`` 1)."""
+    if stride == 1:
+        return logits
+    return F.interpolate(logits, scale_factor=stride, mode="linear", align_corners=False)
 
 
 class MultiEncoderAE(nn.Module):
@@ -161,6 +179,8 @@ class MultiEncoderAE(nn.Module):
             encoder ``i``.
         """
         n = self.config.n_encoders
+        if self.config.input_stride > 1:
+            x = F.avg_pool1d(x, self.config.input_stride)
         return self.encoder(x.repeat(1, n, 1) if n > 1 else x)
 
     def mask(self, z: torch.Tensor, keep: int | list[int]) -> torch.Tensor:
@@ -204,7 +224,7 @@ class MultiEncoderAE(nn.Module):
             h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = F.relu(conv(h))
             h = self._norm(norm, h, freeze_norm)
-        return self.dec_out(h)
+        return upsample_logits(self.dec_out(h), self.config.input_stride)
 
     @staticmethod
     def _norm(norm: nn.GroupNorm, h: torch.Tensor, freeze: bool) -> torch.Tensor:

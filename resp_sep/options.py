@@ -182,6 +182,9 @@ def check_train(cfg) -> None:
     check_float("weight_decay", cfg.weight_decay, 0)
     check_float("flip_prob", cfg.flip_prob, 0, 1)
     check_int("max_val_segments", cfg.max_val_segments, 1)
+    if hasattr(cfg, "clip_percentile"):
+        check_float("clip_percentile", cfg.clip_percentile, 0, 10, unit="%")
+        check_int("bn_recalibrate", cfg.bn_recalibrate, 0, 10_000)
     try:
         cfg.model_config(), cfg.loss_weights()
     except (TypeError, ValueError) as e:

@@ -104,6 +104,58 @@ def minmax_scale(segments: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
+def robust_bounds(segments: np.ndarray, clip_pct: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-segment scaling bounds: the ``clip_pct`` and ``100 - clip_pct`` percentiles.
+
+    Parameters
+    ----------
+    segments : ndarray, shape (..., length)
+    clip_pct : float
+        Percent of samples allowed beyond each bound (0 gives the plain minimum and maximum).
+
+    Returns
+    -------
+    (lo, hi) : ndarrays, shape (..., 1), float32
+    """
+    s = np.asarray(segments, dtype=np.float32)
+    if not 0.0 <= clip_pct < 50.0:
+        raise ValueError(f"clip percentile must be in [0, 50) (got {clip_pct})")
+    if clip_pct == 0.0:
+        return s.min(axis=-1, keepdims=True), s.max(axis=-1, keepdims=True)
+    lo, hi = np.percentile(s, [clip_pct, 100.0 - clip_pct], axis=-1, keepdims=True)
+    return lo.astype(np.float32), hi.astype(np.float32)
+
+
+def robust_scale(segments: np.ndarray, clip_pct: float = 0.0, eps: float = 1e-12) -> np.ndarray:
+    """Clip each segment to its ``clip_pct`` / ``100 - clip_pct`` percentiles, then min-max scale.
+
+    A single artefact spike (electrode pop, motion) otherwise sets a min-max segment's range and
+    squeezes the cardiac and respiratory signal into a sliver of [0, 1]; with the clip, samples
+    beyond the percentiles saturate at 0 or 1 instead. ``clip_pct = 0`` is :func:`minmax_scale`.
+
+    Parameters
+    ----------
+    segments : ndarray, shape (..., length)
+    clip_pct : float
+        Percent of each segment's samples clipped at either end (e.g. 0.1: 12 samples of 12,288).
+
+    Returns
+    -------
+    ndarray, same shape, float32, values in [0, 1]
+        Flat segments (range < ``eps``) become all 0.5.
+    """
+    if clip_pct == 0.0:
+        return minmax_scale(segments, eps)
+    s = np.asarray(segments, dtype=np.float32)
+    lo, hi = robust_bounds(s, clip_pct)
+    span = hi - lo
+    flat = span < eps
+    out = np.clip((s - lo) / np.where(flat, 1.0, span), 0.0, 1.0)
+    if np.any(flat):
+        out = np.where(flat, np.float32(0.5), out)
+    return out.astype(np.float32, copy=False)
+
+
 # -------------------------------------------------------------------------------- quality control
 
 

@@ -143,6 +143,7 @@ class RespirationNet(nn.Module):
         if not 0 <= k < n:
             raise ValueError(f"encoder index {k} out of range (model has {n})")
         self.k = k
+        self.stride = int(getattr(cfg, "input_stride", 1))
         layers: list[nn.Module] = []
         for layer in model.encoder:
             if isinstance(layer, nn.Conv1d):
@@ -198,6 +199,13 @@ class RespirationNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(b, in_channels, L)`` of source ``k`` for min-max scaled segments ``(b, in_channels, L)``."""
+        if self.stride > 1:  # a strided front end (ModelConfig.input_stride), as MultiEncoderAE does it
+            from resp_sep.model import upsample_logits
+
+            return upsample_logits(self._logits(F.avg_pool1d(x, self.stride)), self.stride)
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(F.conv1d(self.encoder(x), self.dec_in_w, self.dec_in_b))
         h = F.group_norm(h, self.norm_in[0], self.norm_in_w, self.norm_in_b, self.norm_in[1])
         last = len(self.dec_w) - 1
@@ -271,6 +279,7 @@ class Separator:
     name: str = ""
     fast: bool = True
     compile: bool = False
+    clip_pct: float = 0.0  # robust scaling of the checkpoint (percent clipped at either end; 0 = min-max)
 
     # fast: run the model through RespirationNet (same function, fewer operations; bf16 autocast on
     # CUDA). False: encode with every encoder and decode the masked encoding, in the model's dtype.
@@ -294,7 +303,8 @@ class Separator:
         model = build_model(ck).to(dev)
         return cls(model=model, resp_encoder=int(ck["resp_encoder"]), device=dev,
                    sign=float(ck.get("resp_sign", 1.0) or 1.0), signal=str(ck.get("signal", signal)),
-                   name=str(path), fast=fast, compile=compile)
+                   name=str(path), fast=fast, compile=compile,
+                   clip_pct=float((ck.get("preprocess") or {}).get("clip_percentile", 0.0) or 0.0))
 
     @torch.inference_mode()
     def respiration_segments(self, segs: np.ndarray) -> np.ndarray:
@@ -309,7 +319,7 @@ class Separator:
         -------
         ndarray, shape (b, L), float32
         """
-        x, span = _scaled_batch(segs, self.device)
+        x, span = _scaled_batch(segs, self.device, self.clip_pct)
         if self.fast and not self.model.training:
             logits = self._fast_logits(x)
         else:
@@ -442,9 +452,19 @@ def _at_model_rate(x: np.ndarray, fs: float, path: str | None = None) -> np.ndar
     return x
 
 
-def _scaled_batch(segs: np.ndarray, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
-    """Min-max scale raw segments ``(b, L)`` -> tensor ``(b, 1, L)`` on ``device`` and the spans."""
+def _scaled_batch(segs: np.ndarray, device: torch.device, clip_pct: float = 0.0) -> tuple[torch.Tensor, np.ndarray]:
+    """Min-max scale raw segments ``(b, L)`` -> tensor ``(b, 1, L)`` on ``device`` and the spans.
+
+    ``clip_pct > 0``: robust scaling as in training (:func:`resp_sep.preprocess.robust_scale`):
+    the bounds are the ``clip_pct`` / ``100 - clip_pct`` percentiles and samples beyond them clip.
+    """
     segs = np.asarray(segs, dtype=np.float32)
+    if clip_pct:
+        from resp_sep.preprocess import robust_bounds
+
+        lo, hi = robust_bounds(segs, clip_pct)
+        span = np.where(hi - lo > 0, hi - lo, 1.0)
+        return torch.from_numpy(np.clip((segs - lo) / span, 0.0, 1.0))[:, None].to(device), span
     lo = segs.min(axis=1, keepdims=True)
     span = segs.max(axis=1, keepdims=True) - lo
     span = np.where(span > 0, span, 1.0)

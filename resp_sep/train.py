@@ -62,6 +62,11 @@ class TrainConfig:
     val_every : validate every N optimiser steps (0 = after every epoch); the kept checkpoint is
     the validation point with the best metric, at step granularity.
     time_budget_min : stop cleanly (validate, save) after this many minutes of training (0 = no limit).
+    clip_percentile : robust scaling: percent of each segment's samples clipped at either end
+    before min-max scaling (0 = plain min-max; recorded in the checkpoint, applied at extraction).
+    bn_recalibrate : before every validation, recompute the encoders' BatchNorm running statistics
+    as the plain average over this many fixed training batches (0 = keep the exponential moving
+    average of the last training batches, which makes eval-mode numbers depend on those batches).
 
     The model's pooling stages (the latent's time resolution, 12,288 / 2**stages steps) are the
     length of ``model.channels``.
@@ -103,6 +108,8 @@ class TrainConfig:
     init: str = ""
     val_every: int = 0
     time_budget_min: float = 0.0
+    clip_percentile: float = 0.0
+    bn_recalibrate: int = 0
     model: dict = field(default_factory=dict)
     loss: dict = field(default_factory=dict)
 
@@ -237,7 +244,8 @@ def prepare_data(cfg: TrainConfig, log: Callable = print) -> tuple[SegmentIndex,
             weighted_out.append(p)
             continue
         try:
-            r = cache_recording(p, cfg.signal, cache_dir, hop, cfg.channel, cfg.same_subject, cfg.check_heart_rate)
+            r = cache_recording(p, cfg.signal, cache_dir, hop, cfg.channel, cfg.same_subject, cfg.check_heart_rate,
+                                cfg.clip_percentile)
         except RespSepError as e:
             failed.append({"file": p, "error": e.problem})
             log(f"[yellow]skipped[/] {e}")
@@ -295,7 +303,7 @@ def _validation_set(cfg: TrainConfig, recs, cache_dir: Path, log: Callable) -> V
     for r in recs:
         try:
             vr = cache_recording(r.path, cfg.signal, cache_dir, SEGMENT_LEN, cfg.channel, cfg.same_subject,
-                                 cfg.check_heart_rate)
+                                 cfg.check_heart_rate, cfg.clip_percentile)
         except RespSepError:
             continue
         if not vr.n_kept:
@@ -380,6 +388,47 @@ def validate(model: MultiEncoderAE, val: ValidationSet, device: torch.device, ba
     res["metric"] = float(m) if np.isfinite(m) else -float(res["score"])
     res["metric_name"] = "mae_bpm" if np.isfinite(m) else "-label_free_score"
     return res
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, batches: list[np.ndarray], device: torch.device) -> None:
+    """Recompute every BatchNorm's running statistics as the plain average over ``batches``.
+
+    The training-time running statistics are an exponential average dominated by the last few
+    batches (momentum 0.1, batch 16), so the eval-mode model -- validation, the kept checkpoint,
+    extraction -- changes with whichever batches came last (docs/experiments.md, (d)). Averaging
+    over a fixed set of batches removes that noise; the weights are untouched.
+
+    Parameters
+    ----------
+    model : MultiEncoderAE
+    batches : list of ndarray, each shape (b, L)
+        Scaled training segments.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or not batches:
+        return
+    momenta = [m.momentum for m in bns]
+    was_training = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch counts the same
+    model.train()
+    for xb in batches:
+        model.encode(torch.from_numpy(np.asarray(xb, dtype=np.float32))[:, None].to(device))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was_training)
+
+
+def _calibration_batches(index: SegmentIndex, n_batches: int, batch_size: int, seed: int) -> list[np.ndarray]:
+    """``n_batches`` fixed batches of training segments (the same at every validation and on resume)."""
+    if n_batches <= 0 or len(index) == 0:
+        return []
+    rng = np.random.default_rng([seed, 7919])
+    n = min(len(index), n_batches * batch_size)
+    rows = rng.choice(len(index), size=n, replace=False)
+    return [index.batch(rows[a:a + batch_size]) for a in range(0, n, batch_size)]
 
 
 # ------------------------------------------------------------------------------------- training
@@ -496,6 +545,13 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
         quiet_log(f"weights initialised from {cfg.init}")
 
     use_bf16 = cfg.bf16 and device.type == "cuda"
+    calib = _calibration_batches(index, cfg.bn_recalibrate, cfg.batch_size, cfg.seed) if val is not None else []
+
+    def _validate() -> dict:
+        if calib:
+            recalibrate_batchnorm(model, calib, device)
+        return validate(model, val, device)
+
     total_steps = (cfg.epochs - start_epoch) * steps_per_epoch - start_step
     if progress and rank == 0:
         progress("start", total=total_steps, epochs=cfg.epochs, start_epoch=start_epoch)
@@ -509,7 +565,7 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
     if cfg.init and not resume and val is not None and rank == 0:
         # the starting point is a candidate too: fine-tuning must beat it to be kept
         entry = {"epoch": 0, "step": 0, "train": {}, "seconds": 0.0, "segments_per_s": 0.0,
-                 "lr": float(sched.get_last_lr()[0]), "val": validate(model, val, device),
+                 "lr": float(sched.get_last_lr()[0]), "val": _validate(),
                  "train_s_total": 0.0, "cpu_s_total": time.process_time() - c_run}
         history.append(entry)
         best = {"metric": entry["val"]["metric"], "epoch": 0, "step": 0}
@@ -584,7 +640,7 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
                     win = {"parts": {}, "n": 0, "t": 0.0, "segs": 0}
                     if val is not None:
                         tv = time.perf_counter()
-                        entry["val"] = validate(model, val, device)
+                        entry["val"] = _validate()
                         entry["val_s"] = time.perf_counter() - tv
                     entry["train_s_total"] = wall0 + time.perf_counter() - t_run
                     entry["cpu_s_total"] = cpu0 + time.process_time() - c_run
@@ -706,7 +762,9 @@ def _result_ckpt(model, cfg: TrainConfig, data_summary: dict, history: list, bes
         "data_summary": _plain(data_summary),
         "metrics": _plain({"history": history, "best": best}),
         "best": _plain(best),
-        "preprocess": {"fs_hz": MODEL_FS, "segment_len": SEGMENT_LEN, "scaling": "minmax", "resample": "polyphase"},
+        "preprocess": {"fs_hz": MODEL_FS, "segment_len": SEGMENT_LEN,
+                       "scaling": "robust" if cfg.clip_percentile else "minmax",
+                       "clip_percentile": float(cfg.clip_percentile), "resample": "polyphase"},
     }
 
 

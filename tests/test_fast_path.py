@@ -171,3 +171,26 @@ def test_identity_separator_through_extract():
     x = np.random.default_rng(0).standard_normal(3 * SEGMENT_LEN + 777) + 2.5
     y = Identity(None, 0, torch.device("cpu")).extract(x, MODEL_FS, out_fs=MODEL_FS, hop=5_000)
     np.testing.assert_allclose(y, x, rtol=1e-6, atol=1e-6)
+
+
+def test_strided_front_end_model_and_fast_path():
+    """input_stride 2 (experiment (f)): the network runs at half the rate, maps L samples to L, and
+    the fast path computes the same function."""
+    from resp_sep.model import ModelConfig
+
+    m = random_model(input_stride=2, channels=[8, 8, 16, 16, 32]).double()
+    assert m.config.downsample == 64
+    x = torch.rand(2, 1, 2048, dtype=torch.float64)
+    with torch.no_grad():
+        z = m.encode(x)
+        assert z.shape[-1] == 2048 // 64
+        ref = m.decode(m.mask(z, 1))
+        assert ref.shape == x.shape
+        out = RespirationNet(m, 1)(x)
+    assert (out - ref).abs().max().item() < 1e-10
+    # a stride-1 model's layers are unchanged by the option: the same state-dict keys and shapes
+    a = MultiEncoderAE(**SMALL).state_dict()
+    b = MultiEncoderAE(**SMALL, input_stride=2).state_dict()
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    with pytest.raises(ValueError, match="input_stride"):
+        ModelConfig(input_stride=0)

@@ -170,3 +170,86 @@ def test_simulator_real_profile():
     assert np.array_equal(c.ecg, simulate(60, fs=100, seed=3, profile="real").ecg)
     with pytest.raises(ValueError, match="profile"):
         simulate(60, fs=100, seed=3, profile="icu")
+
+
+def test_robust_scale_clips_a_spike_that_min_max_lets_dominate():
+    from resp_sep.preprocess import minmax_scale, robust_bounds, robust_scale
+
+    t = np.arange(12_288) / 200.0
+    seg = np.sin(2 * np.pi * 0.25 * t)
+    seg[5000:5003] = 50.0  # an electrode pop: 3 samples
+    mm, rb = minmax_scale(seg), robust_scale(seg, 0.1)
+    # min-max: the sine is squeezed into ~4 % of [0, 1]; robust: it spans nearly all of it
+    assert np.ptp(np.delete(mm, range(5000, 5003))) < 0.05
+    assert np.ptp(np.delete(rb, range(5000, 5003))) > 0.95
+    assert rb.min() >= 0.0 and rb.max() <= 1.0 and rb.dtype == np.float32
+    assert np.all(rb[5000:5003] == 1.0)  # the spike saturates
+    # 0 % is plain min-max; flat segments give 0.5; batches keep their shape
+    assert np.array_equal(robust_scale(seg, 0.0), mm)
+    assert np.all(robust_scale(np.ones((2, 100)), 1.0) == 0.5)
+    assert robust_scale(np.random.default_rng(0).normal(size=(3, 2, 500)), 1.0).shape == (3, 2, 500)
+    lo, hi = robust_bounds(seg, 0.1)
+    assert lo.shape == hi.shape == (1,) and -1.0 <= lo[0] < -0.99 and 0.99 < hi[0] <= 1.0
+    with pytest.raises(ValueError):
+        robust_bounds(seg, 50.0)
+
+
+def test_robust_scaling_trains_caches_separately_and_is_applied_at_extraction(tmp_path):
+    from resp_sep.separate import Separator, _scaled_batch
+
+    s = train(tiny_cfg(tmp_path, epochs=1, max_steps_per_epoch=1, clip_percentile=0.5), log=_quiet)
+    ck = torch.load(s["checkpoint"], weights_only=True)
+    assert ck["preprocess"]["scaling"] == "robust" and ck["preprocess"]["clip_percentile"] == 0.5
+    # the cache holds robust-scaled segments, under other keys than plain min-max ones
+    robust_files = set(p.name for p in (tmp_path / "cache").glob("*.npy"))
+    train(tiny_cfg(tmp_path / "mm", epochs=1, max_steps_per_epoch=1, cache_dir=str(tmp_path / "cache")), log=_quiet)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2 * len(robust_files)
+    from resp_sep.errors import UsageError
+    from resp_sep.options import check_train
+
+    with pytest.raises(UsageError, match="clip_percentile"):
+        check_train(tiny_cfg(tmp_path, clip_percentile=60.0))
+    sep = Separator.from_checkpoint(s["checkpoint"], device="cpu")
+    assert sep.clip_pct == 0.5
+    raw = np.random.default_rng(1).normal(size=(2, 12_288)).astype(np.float32)
+    raw[0, 100] = 80.0
+    x, span = _scaled_batch(raw, torch.device("cpu"), 0.5)
+    from resp_sep.preprocess import robust_scale
+
+    assert np.allclose(x[:, 0].numpy(), robust_scale(raw, 0.5), atol=1e-6)
+    assert np.all(span[:, 0] < 10)  # the spike did not set the range
+    y = sep.respiration_segments(raw)
+    assert y.shape == raw.shape and np.all(np.isfinite(y))
+
+
+def test_bn_recalibration_makes_eval_independent_of_the_last_batches():
+    from resp_sep.model import MultiEncoderAE
+    from resp_sep.train import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    m = MultiEncoderAE(**TINY_MODEL)
+    rng = np.random.default_rng(0)
+    calib = [rng.random((4, 12_288)).astype(np.float32) for _ in range(3)]
+    recalibrate_batchnorm(m, calib, torch.device("cpu"))
+    bn = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm1d)]
+    first = [b.running_mean.clone() for b in bn]
+    assert all(b.momentum == 0.1 for b in bn) and not any(torch.all(f == 0) for f in first)
+    # the running statistics drift with whatever training batches come next ...
+    m.train()
+    with torch.no_grad():
+        m.encode(torch.full((4, 1, 12_288), 0.9))
+    assert not torch.allclose(bn[0].running_mean, first[0])
+    # ... and recalibration on the same batches restores exactly the same statistics
+    recalibrate_batchnorm(m, calib, torch.device("cpu"))
+    assert all(torch.allclose(b.running_mean, f, atol=1e-6) for b, f in zip(bn, first))
+    # the first layer's statistics are the plain mean over all calibration batches
+    with torch.no_grad():
+        h = m.encoder[:2](torch.from_numpy(np.concatenate(calib))[:, None].repeat(1, 4, 1))
+    assert torch.allclose(bn[0].running_mean, h.mean(dim=(0, 2)), atol=1e-5)
+
+
+def test_bn_recalibrate_option_in_training(tmp_path):
+    s = train(tiny_cfg(tmp_path, epochs=1, max_steps_per_epoch=2, val_every=1, bn_recalibrate=2), log=_quiet)
+    ck = torch.load(s["checkpoint"], weights_only=True)
+    assert ck["train_config"]["bn_recalibrate"] == 2
+    assert len(ck["metrics"]["history"]) == 2
