@@ -151,8 +151,12 @@ class ExtractOptions:
     rates: str | None = None
     plot: str | None = None
     window_s: float = 60.0
-    #: separator-only methods read the channel in bounded blocks (same output; False: whole arrays)
+    #: separator-only methods read the channel in bounded blocks (same output), heuristic ones compute
+    #: their sources block by block (resp_sep.blockwise: same beats, sources equal to ~1e-12); False:
+    #: whole arrays
     stream: bool = True
+    #: core length (s) of the heuristic sources' blocks (resp_sep.blockwise.BLOCK_S)
+    block_s: float = 1200.0
     #: torch CPU threads when a separator is loaded (0: torch's default)
     threads: int = 0
 
@@ -264,9 +268,18 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     names = plan(opts.method, opts.signal, set(avail), path, with_separators=bool(opts.model))
     separators = {} if separators is None else separators
     outputs, failures, channels, notes, dur = {}, {}, {}, [], 0.0
+    blockwise = _heuristics_blockwise(rec, names, avail, opts) if opts.stream else {}
     for kind in ("ecg", "ppg"):
         wanted = [n for n in names if SOURCES[n].kind == kind]
         if not wanted:
+            continue
+        if blockwise.get(kind) is not None:
+            out, fail, n_dur, _ = blockwise[kind]
+            outputs.update(out)
+            failures.update(fail)
+            channels[kind] = rec.channel(avail[kind].label).label
+            notes.extend([avail[kind].note] if avail[kind].note else [])
+            dur = max(dur, n_dur)
             continue
         if opts.stream and all(SOURCES[n].model for n in wanted):
             got = _separator_streamed(rec, kind, opts, separators, len(avail) > 1 or len(names) > 1, progress)
@@ -310,6 +323,53 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     fused = fuse(waves, GRID_FS)
     return Respiration(fused.wave, GRID_FS, opts.method, outputs, failures, fused, channels, notes, dur,
                        {k: separators[k] for k in separators if f"separator_{k}" in outputs})
+
+
+def _heuristics_blockwise(rec, names: list[str], avail: dict, opts: ExtractOptions) -> dict:
+    """Heuristic-only inputs' sources computed block by block (:mod:`resp_sep.blockwise`), ECG and PPG at once.
+
+    With both inputs, the PPG runs in a second thread while this one does the ECG (most of the work
+    is in numpy and SciPy, which release the GIL); on Ctrl-C or an error the other thread is told
+    to stop after its current block. Returns ``{kind: (outputs, failures, duration_s, beats) or
+    None}``; ``None`` (or a missing kind) means the whole-array path runs for that input.
+    """
+    import threading
+
+    from resp_sep import blockwise
+
+    jobs = {}
+    for kind in ("ecg", "ppg"):
+        wanted = [n for n in names if SOURCES[n].kind == kind]
+        if not wanted or kind not in avail or any(SOURCES[n].model for n in wanted):
+            continue
+        ch = rec.channel(avail[kind].label)
+        if not ch.duration_s >= MIN_DURATION_S:
+            continue  # the whole-array path says why
+        jobs[kind] = (rec, kind, ch.label, wanted, str(rec.path))
+    cancel = threading.Event()
+    kinds = list(jobs)
+    box: dict = {}
+    worker = None
+    if len(kinds) == 2:
+        def run(kind=kinds[1]):
+            try:
+                box[kind] = blockwise.heuristic_sources(*jobs[kind], block_s=opts.block_s, cancel=cancel)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                box["error"] = e
+
+        worker = threading.Thread(target=run, name="respsep-blocks", daemon=True)
+        worker.start()
+    try:
+        out = {kinds[0]: blockwise.heuristic_sources(*jobs[kinds[0]], block_s=opts.block_s, cancel=cancel)} if kinds else {}
+        if worker is not None:
+            worker.join()
+            if "error" in box:
+                raise box["error"]
+            out[kinds[1]] = box[kinds[1]]
+    except BaseException:
+        cancel.set()
+        raise
+    return out
 
 
 def _separator_streamed(rec, kind: str, opts: ExtractOptions, cache: dict, several: bool,

@@ -1,0 +1,159 @@
+"""The default method's heuristic sources block by block (resp_sep.blockwise) against whole arrays."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resp_sep import blockwise
+from resp_sep.pipeline import ExtractOptions, available_inputs, extract_file, plan, respiration
+from resp_sep.sources import SOURCES, SignalContext, compute_sources
+
+#: relative tolerance of the beat-derived sources: the cleaning filters are IIR (module docstring)
+RTOL = 1e-10
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory):
+    from resp_sep.simulate import simulate, write_simulation
+
+    d = tmp_path_factory.mktemp("blocks")
+    # ECG and PPG at 128 Hz (PPG resampled to 100 Hz); ECG at 600 Hz (cleaned at 500 Hz), PPG at 100 Hz
+    a = write_simulation(simulate(duration_s=1200, fs=128.0, seed=3), d / "a.edf")
+    b = write_simulation(simulate(duration_s=600, fs=600.0, ppg_fs=100.0, seed=4), d / "b.edf")
+    return str(a), str(b)
+
+
+def _whole_and_blocks(path: str, block_s: float):
+    from resp_sep.io import read_recording
+    from resp_sep.preprocess import load_signal
+
+    rec = read_recording(path)
+    avail = available_inputs(rec, None)
+    names = plan("fusion", "auto", set(avail), path)
+    out = {}
+    for kind in ("ecg", "ppg"):
+        wanted = [n for n in names if SOURCES[n].kind == kind]
+        got = blockwise.heuristic_sources(rec, kind, avail[kind].label, wanted, path, block_s=block_s)
+        assert got is not None, f"{kind}: the block path declined"
+        sig = load_signal(rec, kind, None, fs_out=None)
+        ctx = SignalContext(sig.x, sig.fs, kind, path=path)
+        whole, fail = compute_sources(wanted, ctx)
+        out[kind] = (got, whole, fail, ctx)
+    return out
+
+
+@pytest.mark.parametrize("block_s", [90.0, 137.3])
+def test_blocks_give_the_whole_array_beats_and_sources(nights, block_s):
+    for path in nights:
+        for kind, (got, whole, fail, ctx) in _whole_and_blocks(path, block_s).items():
+            outputs, failures, duration_s, beats = got
+            assert list(outputs) == list(whole) and failures == fail
+            assert duration_s == pytest.approx(ctx.duration_s)
+            if kind == "ecg":
+                r = ctx.r_peaks()
+                np.testing.assert_array_equal(beats, r)
+                # beats near block boundaries are there too (cores start every block_s of the cleaned signal)
+                t = r / ctx.fs
+                near = np.abs((t + block_s / 2) % block_s - block_s / 2) < 0.5
+                assert near.sum() >= 3
+            else:
+                t, amp = ctx.ppg_beats()
+                np.testing.assert_array_equal(beats[0], t)
+                np.testing.assert_allclose(beats[1], amp, rtol=RTOL, atol=0)
+            for k, w in whole.items():
+                b = outputs[k].wave
+                assert b.shape == w.wave.shape
+                if k.endswith("_baseline") or k == "ppg_rate" or k.startswith("ecg_rsa"):
+                    # FIR resampling and beat times only: bit for bit
+                    np.testing.assert_array_equal(b, w.wave, err_msg=k)
+                else:
+                    scale = np.nanmax(np.abs(w.wave))
+                    np.testing.assert_allclose(b, w.wave, rtol=0, atol=RTOL * scale, err_msg=k)
+
+
+def test_extraction_block_wise_equals_whole_array(nights, tmp_path, monkeypatch):
+    import resp_sep.preprocess
+
+    path = nights[0]
+    opts = ExtractOptions(block_s=100.0)
+    with monkeypatch.context() as m:  # the block path never loads a whole channel
+        m.setattr(resp_sep.preprocess, "load_signal", lambda *a, **k: pytest.fail("whole channel loaded"))
+        a = respiration(path, opts)
+    b = respiration(path, dataclasses.replace(opts, stream=False))
+    assert a.channels == b.channels and a.notes == b.notes and a.duration_s == pytest.approx(b.duration_s)
+    np.testing.assert_allclose(a.wave, b.wave, rtol=0, atol=1e-9)
+    fa, fb = a.fusion, b.fusion
+    assert (fa.flag == fb.flag).all()
+    np.testing.assert_array_equal(fa.sign, fb.sign)
+    np.testing.assert_array_equal(fa.lag_s, fb.lag_s)
+    np.testing.assert_array_equal(a.rates().bpm, b.rates().bpm)
+    extract_file(path, str(tmp_path / "a.csv"), dataclasses.replace(opts, rates=str(tmp_path / "ra.csv")))
+    extract_file(path, str(tmp_path / "b.csv"), dataclasses.replace(opts, stream=False, rates=str(tmp_path / "rb.csv")))
+    assert (tmp_path / "ra.csv").read_bytes() == (tmp_path / "rb.csv").read_bytes()
+    ya = np.loadtxt(tmp_path / "a.csv", delimiter=",", skiprows=1)
+    yb = np.loadtxt(tmp_path / "b.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(ya, yb, rtol=1e-5, atol=1e-6)  # written to 6 significant digits
+
+
+def test_exact_median_and_zero_padded_resampling(nights):
+    from scipy.signal import resample_poly
+
+    from resp_sep.io import read_recording
+
+    path = nights[0]
+    rec = read_recording(path)
+    ch = rec.channel("ECG")
+    x = ch.read()
+    rd = blockwise._open_reader(rec, "ECG", ch.index)
+    try:
+        np.testing.assert_array_equal(rd(0, rd.n), x)
+        st = blockwise._channel_stats(rd, 10_000)
+        assert st.median == np.median(x) and st.lo == x.min() and st.hi == x.max()
+        st_odd = blockwise._channel_stats(rd, 7_777)
+        assert st_odd.median == st.median
+    finally:
+        rd.close()
+    y = x[:-1] - np.median(x[:-1])  # odd and even lengths
+    for up, down in ((5, 128), (25, 32), (125, 128), (3, 2)):
+        for z in (y, x - np.median(x)):
+            ref = resample_poly(z, up, down)
+            r = blockwise.ZeroResampler(z.size, up, down)
+            cuts = [0, 1, 17, r.n_out // 3, r.n_out - 5, r.n_out]
+            got = np.concatenate([r.compute(a, b, lambda i, j: z[i:j]) for a, b in zip(cuts[:-1], cuts[1:])])
+            np.testing.assert_array_equal(got, ref)
+
+
+def test_block_path_declines_what_it_cannot_take(tmp_path, nights):
+    from resp_sep.io import read_recording
+    from resp_sep.simulate import simulate, write_simulation
+
+    # WFDB: no range reader; the whole-array path runs and gives the same answer as before
+    w = write_simulation(simulate(duration_s=300, fs=128.0, seed=5), tmp_path / "w", fmt="wfdb")
+    rec = read_recording(w)
+    avail = available_inputs(rec, None)
+    assert blockwise.heuristic_sources(rec, "ecg", avail["ecg"].label, ["ecg_r_amplitude"], str(w)) is None
+    assert np.isfinite(respiration(str(w), ExtractOptions()).wave).any()
+    # a channel without beats: the whole-array path tries its other detector, then says why
+    flat = write_simulation(simulate(duration_s=300, fs=128.0, seed=6), tmp_path / "f.edf")
+    rec = read_recording(flat)
+    avail = available_inputs(rec, None)
+    lab = rec.channel("Nasal Pressure").label
+    got = blockwise.heuristic_sources(rec, "ecg", lab, ["ecg_r_amplitude"], str(flat))
+    assert got is None or got[0] == {}
+
+
+@pytest.mark.skipif(not (DATA / "marsh-edf").is_dir(), reason="../shared/data/marsh-edf absent")
+def test_real_night_block_wise():
+    path = str(sorted((DATA / "marsh-edf").glob("*.edf"))[0])
+    for kind, (got, whole, fail, ctx) in _whole_and_blocks(path, 300.0).items():
+        outputs, failures, _, beats = got
+        assert list(outputs) == list(whole) and failures == fail
+        np.testing.assert_array_equal(beats if kind == "ecg" else beats[0],
+                                      ctx.r_peaks() if kind == "ecg" else ctx.ppg_beats()[0])
+        for k, w in whole.items():
+            np.testing.assert_allclose(outputs[k].wave, w.wave, rtol=0, atol=RTOL * np.nanmax(np.abs(w.wave)), err_msg=k)
