@@ -204,7 +204,7 @@ def method_waves(rec, *, method: str = "fusion", signal: str = "auto", baselines
     from dataclasses import replace
 
     from resp_sep.pipeline import METHOD_FUSION, METHOD_SEPARATOR, ExtractOptions, available_inputs, plan, respiration
-    from resp_sep.sources import source_names
+    from resp_sep.sources import source_families, source_names
 
     p = str(rec.path)
     opts = ExtractOptions(method=method, signal=signal, model=model or (), device=device, channel=overrides)
@@ -227,7 +227,7 @@ def method_waves(rec, *, method: str = "fusion", signal: str = "auto", baselines
     for label, names in combos.items():
         use = {n: got[n] for n in names if n in got}
         if use:
-            waves[label] = (fuse(use, resp.fs).wave, resp.fs)
+            waves[label] = (fuse(use, resp.fs, families=source_families(use)).wave, resp.fs)
     return waves, "+".join(resp.channels)
 
 

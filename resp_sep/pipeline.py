@@ -26,7 +26,8 @@ from typing import Callable
 import numpy as np
 
 from resp_sep.errors import InputError, RespSepError
-from resp_sep.sources import GRID_FS, SOURCES, SignalContext, compute_sources, fit_length, source_names
+from resp_sep.sources import (GRID_FS, SOURCES, SignalContext, compute_sources, fit_length, source_families,
+                               source_names)
 
 METHOD_FUSION = "fusion"
 METHOD_SEPARATOR = "separator"
@@ -320,7 +321,7 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
         notes.append("sources not used: " + ", ".join(f"{n} ({r})" for n, r in failures.items()))
     n = max(o.wave.size for o in outputs.values())
     waves = {k: fit_length(o.wave, n, fill=np.nan) for k, o in outputs.items()}
-    fused = fuse(waves, GRID_FS)
+    fused = fuse(waves, GRID_FS, families=source_families(waves))
     return Respiration(fused.wave, GRID_FS, opts.method, outputs, failures, fused, channels, notes, dur,
                        {k: separators[k] for k in separators if f"separator_{k}" in outputs})
 

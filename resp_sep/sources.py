@@ -159,6 +159,11 @@ class Source:
         a model is given).
     model : bool
         Needs the separator model (torch).
+    family : str
+        The physiological modulation it measures on its channel (:data:`FAMILIES`). Sources of one
+        family fail together (R-wave amplitude, R-S amplitude and QRS area all read the same
+        QRS complexes), so fusion gives a family one vote, not one per member
+        (:func:`resp_sep.fusion.fuse`, ``families``).
     """
 
     name: str
@@ -167,22 +172,37 @@ class Source:
     description: str
     fusion: bool = True
     model: bool = False
+    family: str = ""
 
 
 #: every source by name, in a stable order (ECG first).
 SOURCES: dict[str, Source] = {}
 
 
-def register(name: str, kind: str, description: str, *, fusion: bool = True, model: bool = False):
+#: the modulation families (:attr:`Source.family`), per channel: the mechanism by which breathing
+#: reaches the signal (Charlton et al. 2018: baseline wander, amplitude and frequency modulation),
+#: and the separator as a family of its own.
+FAMILIES = ("ecg_rate", "ecg_amplitude", "ecg_baseline", "ppg_rate", "ppg_amplitude", "ppg_baseline",
+            "separator_ecg", "separator_ppg")
+
+
+def register(name: str, kind: str, description: str, *, family: str, fusion: bool = True, model: bool = False):
     """Decorator adding a source function to :data:`SOURCES`."""
+    if family not in FAMILIES:
+        raise ValueError(f"source {name!r}: unknown family {family!r}")
 
     def deco(fn):
         if name in SOURCES:
             raise ValueError(f"source {name!r} registered twice")
-        SOURCES[name] = Source(name, kind, fn, description, fusion, model)
+        SOURCES[name] = Source(name, kind, fn, description, fusion, model, family)
         return fn
 
     return deco
+
+
+def source_families(names) -> dict[str, str]:
+    """``{name: family}`` for registered sources among ``names`` (unknown names are left out)."""
+    return {n: SOURCES[n].family for n in names if n in SOURCES}
 
 
 def source_names(kind: str | None = None, *, fusion_only: bool = False, heuristics_only: bool = False) -> list[str]:
@@ -289,7 +309,7 @@ def _rsa(method: str):
 
 
 for _m in ECG_RSP_METHODS:
-    register(f"ecg_rsa_{_m}", "ecg", f"heart rate (RSA), NeuroKit2 ecg_rsp method {_m}",
+    register(f"ecg_rsa_{_m}", "ecg", f"heart rate (RSA), NeuroKit2 ecg_rsp method {_m}", family="ecg_rate",
              fusion=(_m == "sarkar2015"))(_rsa(_m))
 
 
@@ -306,19 +326,19 @@ def _per_beat(ctx: SignalContext, values: np.ndarray) -> np.ndarray:
     return _bandpass(_beat_series(ctx.r_peaks() / ctx.fs, values, ctx.n_grid), GRID_FS)
 
 
-@register("ecg_r_amplitude", "ecg", "R-wave amplitude (EDR)")
+@register("ecg_r_amplitude", "ecg", "R-wave amplitude (EDR)", family="ecg_amplitude")
 def _ecg_r_amplitude(ctx: SignalContext) -> np.ndarray:
     seg, _ = _around_r(ctx, 0.0, 0.0)
     return _per_beat(ctx, seg[:, 0])
 
 
-@register("ecg_rs_amplitude", "ecg", "R-to-S amplitude (EDR free of baseline offsets)")
+@register("ecg_rs_amplitude", "ecg", "R-to-S amplitude (EDR free of baseline offsets)", family="ecg_amplitude")
 def _ecg_rs_amplitude(ctx: SignalContext) -> np.ndarray:
     seg, _ = _around_r(ctx, 0.0, S_SEARCH_S)
     return _per_beat(ctx, seg[:, 0] - seg.min(axis=1))
 
 
-@register("ecg_qrs_area", "ecg", "QRS area (±50 ms around the R peak)")
+@register("ecg_qrs_area", "ecg", "QRS area (±50 ms around the R peak)", family="ecg_amplitude")
 def _ecg_qrs_area(ctx: SignalContext) -> np.ndarray:
     seg, fs_c = _around_r(ctx, -QRS_HALF_S, QRS_HALF_S)
     # area above the local baseline (the window's edges), so that wander does not leak in
@@ -326,7 +346,7 @@ def _ecg_qrs_area(ctx: SignalContext) -> np.ndarray:
     return _per_beat(ctx, (seg - base).sum(axis=1) / fs_c)
 
 
-@register("ecg_baseline", "ecg", "baseline wander (the ECG low-passed to the breathing band)")
+@register("ecg_baseline", "ecg", "baseline wander (the ECG low-passed to the breathing band)", family="ecg_baseline")
 def _ecg_baseline(ctx: SignalContext) -> np.ndarray:
     ctx.r_peaks()  # a channel without heart beats is not an ECG, whatever its wander
     x = _check(ctx.x, ctx.fs, "ECG", ctx.path)
@@ -336,20 +356,20 @@ def _ecg_baseline(ctx: SignalContext) -> np.ndarray:
 # ----------------------------------------------------------------------------------- PPG sources
 
 
-@register("ppg_baseline", "ppg", "PPG intensity (the PPG band-passed to the breathing band, RIIV)")
+@register("ppg_baseline", "ppg", "PPG intensity (the PPG band-passed to the breathing band, RIIV)", family="ppg_baseline")
 def _ppg_baseline(ctx: SignalContext) -> np.ndarray:
     ctx.ppg_beats()  # a channel without pulses is not a PPG
     x = _check(ctx.x, ctx.fs, "PPG", ctx.path)
     return _bandpass(_resample(_bridge(x), ctx.fs, GRID_FS, ctx.n_grid), GRID_FS)
 
 
-@register("ppg_amplitude", "ppg", "pulse amplitude, peak minus preceding foot (RIAV)")
+@register("ppg_amplitude", "ppg", "pulse amplitude, peak minus preceding foot (RIAV)", family="ppg_amplitude")
 def _ppg_amplitude(ctx: SignalContext) -> np.ndarray:
     times, amp = ctx.ppg_beats()
     return _bandpass(_beat_series(times, amp, ctx.n_grid), GRID_FS)
 
 
-@register("ppg_rate", "ppg", "pulse rate (RIFV)")
+@register("ppg_rate", "ppg", "pulse rate (RIFV)", family="ppg_rate")
 def _ppg_rate(ctx: SignalContext) -> np.ndarray:
     times, _ = ctx.ppg_beats()
     rate = _beat_rate(np.round(times * ctx.fs).astype(int), ctx.fs, ctx.n_grid)
@@ -374,9 +394,9 @@ def _separator(ctx: SignalContext) -> np.ndarray:
 # subjects the fusion with and without them tied (docs/method.md) and they cost two thirds of the
 # run time. They join when a model is given (--model) or named (--method fusion,separator_ecg).
 register("separator_ecg", "ecg", "multi-encoder autoencoder, respiration encoder (shipped ECG model)",
-         fusion=False, model=True)(_separator)
+         family="separator_ecg", fusion=False, model=True)(_separator)
 register("separator_ppg", "ppg", "multi-encoder autoencoder, respiration encoder (shipped PPG model)",
-         fusion=False, model=True)(_separator)
+         family="separator_ppg", fusion=False, model=True)(_separator)
 
 
 # --------------------------------------------------------------------------------- beat detection

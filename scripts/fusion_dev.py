@@ -28,7 +28,7 @@ from resp_sep.io import read_recording
 from resp_sep.pipeline import ExtractOptions, respiration
 from resp_sep.preprocess import load_signal
 from resp_sep.rate import breathing_rate
-from resp_sep.sources import source_names
+from resp_sep.sources import source_families, source_names
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -40,6 +40,9 @@ VARIANTS = {
     "weights q^1": {"power": 1.0},
     "no shaping": {"shape": False},
     "with the separators": {"add": ("separator_ecg", "separator_ppg")},
+    "one vote per source (no families)": {"families": False},
+    "ECG only": {"kind": "ecg"},
+    "ECG only, one vote per source": {"kind": "ecg", "families": False},
 }
 
 
@@ -99,6 +102,8 @@ def score(recs: list[dict], settings: dict) -> dict:
     settings = dict(settings)
     add = settings.pop("add", ())
     only = settings.pop("only", None)
+    by_family = settings.pop("families", True)
+    kind = settings.pop("kind", None)
     consts = {k: settings.pop(k) for k in list(settings) if k.isupper()}
     saved = {k: getattr(Q, k) for k in consts}
     for k, v in consts.items():
@@ -109,10 +114,12 @@ def score(recs: list[dict], settings: dict) -> dict:
             for scorer in ("respsep", "count-adv"):
                 errs = []
                 for r in (x for x in recs if x["group"] == group):
-                    names = [n for n in (only or source_names(fusion_only=True) + list(add)) if n in r["waves"]]
+                    wanted = only or source_names(kind, fusion_only=True) + list(add)
+                    names = [n for n in wanted if n in r["waves"]]
                     if not names:
                         continue
-                    w = F.fuse({n: r["waves"][n] for n in names}, 10.0, **settings).wave
+                    fam = source_families(names) if by_family else None
+                    w = F.fuse({n: r["waves"][n] for n in names}, 10.0, families=fam, **settings).wave
                     if scorer == "respsep":
                         end = r["end"]
                         est = breathing_rate(w[: int(end * 10) if end else None], 10.0).bpm

@@ -87,6 +87,25 @@ def test_two_good_sources_that_disagree_are_flagged_not_averaged_silently():
     assert r3.weights[:, r3.names.index("b")].mean() < 0.1
 
 
+def test_a_family_of_sources_gets_one_vote():
+    # three readings of one mechanism (e.g. R amplitude, R-S amplitude, QRS area) locked on 12
+    # breaths/min, one clearer source of another mechanism at 20: counted per source the three
+    # outvote it; one vote per family, the clearer mechanism wins the consensus
+    trio = {f"amp{i}": breathing(600, 12.0, seed=10) + 1.0 * noise(600, seed=20 + i) for i in range(3)}
+    clear = {"rate": breathing(600, 20.0, seed=11)}
+    waves = trio | clear
+    per_source = fuse(waves, FS)
+    assert per_source.quality[:, 3].mean() > per_source.quality[:, :3].mean() + 0.1  # the premise
+    np.testing.assert_allclose(np.median(per_source.consensus_hz) * 60, 12.0, atol=0.7)
+    fam = {k: "ecg_amplitude" for k in trio} | {"rate": "ecg_rate"}
+    by_family = fuse(waves, FS, families=fam)
+    np.testing.assert_allclose(np.median(by_family.consensus_hz) * 60, 20.0, atol=0.7)
+    assert by_family.weights[:, 3].mean() > 0.8
+    # a family of one, or no families at all, changes nothing
+    single = fuse(waves, FS, families={k: k for k in waves})
+    np.testing.assert_array_equal(single.wave, per_source.wave)
+
+
 def test_gaps_and_windows():
     x = breathing(600, seed=8)
     y = x.copy()

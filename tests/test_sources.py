@@ -11,11 +11,13 @@ from scipy.signal import fftconvolve
 
 from resp_sep.sources import (
     ECG_RSP_METHODS,
+    FAMILIES,
     GRID_FS,
     SOURCES,
     SignalContext,
     all_heuristics,
     compute_source,
+    source_families,
     source_names,
 )
 from resp_sep.errors import InputError
@@ -199,6 +201,11 @@ def test_registry_one_signature_and_the_fusion_set():
     fusion = source_names(fusion_only=True)
     assert "ecg_rsa_sarkar2015" in fusion and "ecg_rsa_soni2019" not in fusion  # RSA votes once
     assert all(SOURCES[n].kind in ("ecg", "ppg") and SOURCES[n].description for n in SOURCES)
+    # one vote per modulation family in fusion: the three QRS readings are one family, each family is
+    # on one channel
+    fam = source_families(SOURCES)
+    assert fam["ecg_r_amplitude"] == fam["ecg_rs_amplitude"] == fam["ecg_qrs_area"] != fam["ecg_baseline"]
+    assert all(f in FAMILIES and SOURCES[n].kind in f for n, f in fam.items())
     with pytest.raises(ValueError, match="needs a PPG"):
         compute_source("ppg_rate", SignalContext(np.zeros(3000), 100.0, "ecg"))
 
