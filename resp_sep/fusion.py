@@ -19,7 +19,7 @@ a respiration signal any breath detector can read, and the rate follows from it:
    all read the QRS complexes) fail together, so their ``q ** POWER`` are rescaled to sum to the
    family's largest before the consensus and the weights: three readings of one mechanism must not
    outvote a second mechanism (on the development subjects this took the ECG-only fusion on
-   MARSH from 0.90 to 0.73 breaths/min, docs/method.md).
+   MARSH from 0.91 to 0.74 breaths/min, docs/method.md).
 5. **Alignment.** Each source is scaled like the anchor in the window and aligned to it: the lag (up to a third of a breath, at most :data:`MAX_LAG_S`) and the sign that maximise the
    cross-correlation. Heart-rate and amplitude modulations reach the ECG/PPG with different delays
    and either polarity; unaligned, they would cancel. The anchor is the recording's heaviest source

@@ -150,6 +150,29 @@ def main() -> None:
         s = score(recs, settings)
         print(f"{name[:34]:<34}{s[('marsh', 'respsep')]:>15.2f}{s[('marsh', 'count-adv')]:>17.2f}"
               f"{s[('cinc', 'respsep')]:>14.2f}{s[('cinc', 'count-adv')]:>16.2f}", flush=True)
+    confidence_split(recs)
+
+
+def confidence_split(recs: list[dict]) -> None:
+    """MAE (respsep's counter) of the shipped fusion in the windows above and below each group's median confidence."""
+    for group in ("marsh", "cinc"):
+        err, conf = [], []
+        for r in (x for x in recs if x["group"] == group):
+            names = [n for n in source_names(fusion_only=True) if n in r["waves"]]
+            if not names:
+                continue
+            fused = F.fuse({n: r["waves"][n] for n in names}, 10.0, families=source_families(names))
+            end = r["end"]
+            est = breathing_rate(fused.wave[: int(end * 10) if end else None], 10.0)
+            ref = breathing_rate(r["ref"][: int(end * 25) if end else None], 25.0).bpm
+            for k in range(min(len(est.bpm), ref.size)):
+                if np.isfinite(est.bpm[k]) and np.isfinite(ref[k]):
+                    err.append(abs(est.bpm[k] - ref[k]))
+                    conf.append(fused.window_summary(float(est.start_s[k]), float(est.end_s[k]))["confidence"])
+        err, conf = np.array(err), np.array(conf)
+        hi = conf >= np.median(conf)
+        print(f"confidence, {group}: MAE {err[hi].mean():.2f} in the more confident half of {err.size} windows, "
+              f"{err[~hi].mean():.2f} in the other")
 
 
 if __name__ == "__main__":
