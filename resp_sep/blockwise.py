@@ -9,12 +9,13 @@ recording is small: the beats, a few values per beat, and the 10-Hz source wavef
 
 How each step stays equal to the whole-array one
 ------------------------------------------------
-* **Reading** (:class:`EdfRanges`): the channel's digital samples are read record range by record
-  range and scaled exactly as pyedflib scales them (checked against pyedflib on every channel).
+* **Reading** (:class:`EdfRanges`): the channel's digital samples are copied out of memory-mapped
+  record ranges and scaled exactly as pyedflib scales them (checked against pyedflib on every
+  channel); each block is read once for everything computed from it.
 * **The channel's median** (subtracted before every resampling, :func:`resp_sep.sources._resample`)
   is computed exactly from a histogram of the digital values (a first reading pass).
-* **Resampling** is an FIR filter: :class:`ZeroResampler` (``scipy.signal.resample_poly``'s default
-  zero padding) computes any block of outputs bit for bit as the whole signal's.
+* **Resampling** is an FIR filter: :class:`_Resampled` runs ``scipy.signal.resample_poly`` on
+  blocks aligned to its output grid, which gives the whole signal's outputs bit for bit.
 * **Cleaning** (NeuroKit2 ``ecg_clean``/``ppg_clean``: zero-phase IIR Butterworth filters) runs on
   each block with its margins; only the block's core is kept. An IIR filter's response to what
   lies beyond the margin has decayed far below float64 precision after 30 s, but its rounding
@@ -25,7 +26,8 @@ How each step stays equal to the whole-array one
   Elgendi's threshold adds 2 % of the *recording's* mean squared PPG. Candidates (start, end and
   most prominent peak, NeuroKit2's own ``scipy.signal.find_peaks`` call) are found block by block;
   the recording-wide filter, the minimum-delay chain and NeuroKit2's artefact correction
-  (``signal_fixpeaks``, Kubios) then run on the whole list of candidates, as NeuroKit2 runs them.
+  (``signal_fixpeaks``, Kubios; :mod:`resp_sep.kubios`, the same correction without its per-beat
+  Python loops) then run on the whole list of candidates, as NeuroKit2 runs them.
 * **Per-beat values and the 10-Hz sources**: the cleaned signal (core samples) is written to an
   anonymous temporary file and read back around the beats; the 10-Hz series (interpolation,
   band-pass, NeuroKit2 ``ecg_rsp``) are computed on the whole grid by the same functions as the
@@ -46,7 +48,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from resp_sep.resample import LineResampler, rate_ratio
+from resp_sep.kubios import fixpeaks_kubios
+from resp_sep.resample import rate_ratio
 from resp_sep.sources import (
     GRID_FS,
     MAX_ECG_FS,
@@ -114,27 +117,45 @@ class EdfRanges:
         self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
 
     def close(self) -> None:
+        self._cache = None
         self._f.close()
 
     def digital(self, a: int, b: int) -> np.ndarray:
-        """Digital samples ``[a, b)`` (int32)."""
+        """Digital samples ``[a, b)`` (int32), clipped to the channel.
+
+        The records are mapped, not read: only this channel's bytes are copied out, and the mapping
+        is closed again (mapped file pages would count in the process's resident memory).
+        """
+        import mmap
+
         a, b = max(0, a), min(self.n, b)
         if b <= a:
             return np.zeros(0, np.int32)
         r0, r1 = a // self.spr, -(-b // self.spr)
-        raw = np.fromfile(self._f, dtype=np.uint8, count=(r1 - r0) * self.record_bytes,
-                          offset=self.header_bytes + r0 * self.record_bytes - self._f.tell())
-        if raw.size != (r1 - r0) * self.record_bytes:
-            raise NotBlockwise("short read")
-        cols = raw.reshape(r1 - r0, self.record_bytes)[:, self.col:self.col + 2 * self.spr]
-        d = np.ascontiguousarray(cols).view("<i2").reshape(-1)
+        off = self.header_bytes + r0 * self.record_bytes
+        skip = off % mmap.ALLOCATIONGRANULARITY
+        size = (r1 - r0) * self.record_bytes
+        with mmap.mmap(self._f.fileno(), size + skip, access=mmap.ACCESS_READ, offset=off - skip) as mm:
+            raw = np.frombuffer(mm, dtype=np.uint8, count=size, offset=skip).reshape(r1 - r0, self.record_bytes)
+            cols = np.ascontiguousarray(raw[:, self.col:self.col + 2 * self.spr])
+            del raw
+        d = cols.view("<i2").reshape(-1)
         return d[a - r0 * self.spr:b - r0 * self.spr].astype(np.int32)
 
     def physical(self, d: np.ndarray) -> np.ndarray:
         return self.bitvalue * (self.offset + d.astype(np.float64))
 
+    def prefetch(self, a: int, b: int) -> None:
+        """Read samples ``[a, b)`` once; later calls within the range are served from it."""
+        a, b = max(0, a), min(self.n, b)
+        self._cache = (a, b, self.physical(self.digital(a, b)))
+
     def __call__(self, a: int, b: int) -> np.ndarray:
         """Physical samples ``[a, b)`` (float64), clipped to the channel."""
+        a, b = max(0, a), min(self.n, b)
+        c = getattr(self, "_cache", None)
+        if c is not None and c[0] <= a and b <= c[1]:
+            return c[2][a - c[0]:b - c[0]]
         return self.physical(self.digital(a, b))
 
 
@@ -203,36 +224,44 @@ def _check_like_sources(st: _Stats, n: int, fs: float) -> None:
 # ---------------------------------------------------------------------------------------- resampling
 
 
-class ZeroResampler(LineResampler):
-    """``scipy.signal.resample_poly(x, up, down)`` (zero padding), any block of outputs at a time."""
-
-    def __init__(self, n_in: int, up: int, down: int):
-        super().__init__(n_in, up, down, 0.0, 0.0)
-
-    def extended(self, i0: int, i1: int, inside: np.ndarray) -> np.ndarray:
-        n = self.n_in
-        out = np.zeros(i1 - i0)
-        a, b = max(i0, 0), min(i1, n)
-        if b > a:
-            out[a - i0:b - i0] = inside
-        return out
-
-
 class _Resampled:
-    """``_resample(x, fs, fs_out)`` of :mod:`resp_sep.sources` (median removed, polyphase) by output ranges."""
+    """``_resample(x, fs, fs_out)`` of :mod:`resp_sep.sources` (median removed, then
+    ``scipy.signal.resample_poly``'s default zero-padded polyphase filter), by output ranges.
+
+    Outputs ``[k0, k1)`` are computed by ``resample_poly`` on an input block that starts on a
+    multiple of ``down`` (so its outputs fall on the whole signal's output grid) and reaches
+    :attr:`reach` input samples beyond the filter's support on both sides: SciPy's loop forms each
+    output from the same products in the same order as for the whole signal, so the values are
+    equal bit for bit (tests/test_blockwise.py). At the signal's ends the block ends there too.
+    """
 
     def __init__(self, rd: EdfRanges, n_in: int, fs: float, fs_out: float, median: float):
-        self.rd, self.median = rd, median
+        self.rd, self.median, self.n_in = rd, median, n_in
         self.up, self.down = rate_ratio(fs, fs_out)
         self.identity = self.up == self.down
-        self.res = None if self.identity else ZeroResampler(n_in, self.up, self.down)
-        self.n_out = n_in if self.identity else self.res.n_out
+        self.n_out = n_in if self.identity else -(-n_in * self.up // self.down)
+        # the filter (2 * 10 * max(up, down) + 1 taps at the upsampled rate) spans this many input samples each side
+        self.reach = 10 * max(self.up, self.down) // self.up + 2 * (self.down // self.up + 1) + 8
+
+    def inputs(self, k0: int, k1: int) -> tuple[int, int]:
+        """Input samples ``[s, e)`` read for outputs ``[k0, k1)``."""
+        if self.identity:
+            return max(0, k0), min(self.n_in, k1)
+        s = max(0, (k0 * self.down // self.up - self.reach) // self.down * self.down)
+        e = min(self.n_in, -(-k1 * self.down // self.up) + self.reach)
+        return s, e
 
     def __call__(self, k0: int, k1: int) -> np.ndarray:
+        from scipy.signal import resample_poly
+
         k0, k1 = max(0, k0), min(self.n_out, k1)
+        s, e = self.inputs(k0, k1)
+        x = self.rd(s, e) - self.median
         if self.identity:
-            return self.rd(k0, k1) - self.median
-        return self.res.compute(k0, k1, lambda a, b: self.rd(a, b) - self.median)
+            return x
+        y = resample_poly(x, self.up, self.down)
+        j = s * self.up // self.down
+        return y[k0 - j:k1 - j]
 
 
 def _blocks(n: int, block: int, margin: int, cancel=None):
@@ -351,7 +380,7 @@ def _ecg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
     spill = _Spill()
     try:
         n = rd.n
-        st = _channel_stats(rd, 1 << 20)
+        st = _channel_stats(rd, 1 << 18)
         _check_like_sources(st, n, fs)
         n_grid = _n_out(n, fs)
         fs_c = min(fs, MAX_ECG_FS)
@@ -371,6 +400,7 @@ def _ecg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
         ends_seen = []
         grid_parts = []
         for c0, c1, r0, r1 in _blocks(n_c, block, margin, cancel):
+            rd.prefetch(*(clean_src.inputs(r0, r1) if clean_src is not None else (r0, r1)))
             x = clean_src(r0, r1) if clean_src is not None else rd(r0, r1)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -394,10 +424,7 @@ def _ecg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
         num = min(beg.size, ends.size)
         min_len = np.mean(ends[:num] - beg[:num]) * 0.4
         peaks = _chain(beg[:num], end[:num], peak[:num], min_len, int(np.rint(fs_c * 0.3)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _, peaks = nk.signal_fixpeaks(peaks, sampling_rate=fs_c, method="Kubios")
-        peaks = np.asarray(peaks)
+        peaks = np.asarray(fixpeaks_kubios(peaks, fs_c))  # = nk.signal_fixpeaks(..., method="Kubios"), faster
         r_peaks = np.round(peaks * fs / fs_c).astype(int)
         usable_min = n / fs / 60.0
         if not r_peaks.size >= max(3, 20.0 * usable_min):
@@ -464,7 +491,7 @@ def _ppg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
     spill = _Spill()
     try:
         n = rd.n
-        st = _channel_stats(rd, 1 << 20)
+        st = _channel_stats(rd, 1 << 18)
         _check_like_sources(st, n, fs)
         n_grid = _n_out(n, fs)
         fs_p = min(fs, PPG_FS)
@@ -475,6 +502,7 @@ def _ppg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
         grid_parts = []
         sq_sum = 0.0
         for c0, c1, r0, r1 in _blocks(n_p, block, margin, cancel):
+            rd.prefetch(*src.inputs(r0, r1))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 s = np.asarray(nk.ppg_clean(src(r0, r1), sampling_rate=fs_p), dtype=float)

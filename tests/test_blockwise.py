@@ -118,13 +118,17 @@ def test_exact_median_and_zero_padded_resampling(nights):
         assert st_odd.median == st.median
     finally:
         rd.close()
-    y = x[:-1] - np.median(x[:-1])  # odd and even lengths
-    for up, down in ((5, 128), (25, 32), (125, 128), (3, 2)):
-        for z in (y, x - np.median(x)):
-            ref = resample_poly(z, up, down)
-            r = blockwise.ZeroResampler(z.size, up, down)
-            cuts = [0, 1, 17, r.n_out // 3, r.n_out - 5, r.n_out]
-            got = np.concatenate([r.compute(a, b, lambda i, j: z[i:j]) for a, b in zip(cuts[:-1], cuts[1:])])
+    for z in (x, x[:-1], x[:-333]):  # odd and even lengths, ends anywhere
+        class Rd:
+            def __call__(self, a, b, z=z):
+                return z[max(0, a):min(z.size, b)]
+        med = float(np.median(z))
+        for fs_in, fs_out in ((128.0, 10.0), (256.0, 100.0), (128.0, 100.0), (600.0, 500.0), (100.0, 100.0)):
+            r = blockwise._Resampled(Rd(), z.size, fs_in, fs_out, med)
+            ref = z - med if r.identity else resample_poly(z - med, r.up, r.down)
+            assert r.n_out == ref.size
+            cuts = [0, 1, 17, r.n_out // 3, r.n_out // 3 + 1, r.n_out - 5, r.n_out]
+            got = np.concatenate([r(a, b) for a, b in zip(cuts[:-1], cuts[1:])])
             np.testing.assert_array_equal(got, ref)
 
 

@@ -1,0 +1,126 @@
+"""NeuroKit2's Kubios artefact correction of R peaks (Lipponen & Tarvainen 2019), the same beats, faster.
+
+``nk.signal_fixpeaks(peaks, sampling_rate, method="Kubios")`` (what ``nk.ecg_peaks(...,
+correct_artifacts=True)`` runs) spends most of its time in Python loops over every beat, twice per
+correction round: an 8-h night of ~30,000 beats took ~2.3 s, as long as the rest of R-peak
+detection. :func:`fixpeaks_kubios` computes the same thing with those loops as array operations:
+
+* the subspaces ``s12`` and ``s22`` (the larger/smaller of a beat's neighbouring normalised
+  interval differences, by the sign of its own) are element-wise ``maximum``/``minimum``;
+* the classification walk (Lipponen & Tarvainen's figure 1) visits only the beats whose normalised
+  interval difference exceeds 1 (or is undefined), the only ones on which it can act, with the same
+  comparisons in the same order;
+* the thresholds (rolling quartile deviation over 91 beats, rolling median over 11) and the
+  correction itself are NeuroKit2's own functions.
+
+``tests/test_kubios.py`` compares it with ``nk.signal_fixpeaks`` on real and artefact-laden beat series.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+C1, C2, ALPHA, WINDOW, MEDFILT = 0.13, 0.17, 5.2, 91, 11
+
+
+def fixpeaks_kubios(peaks: np.ndarray, sampling_rate: float) -> np.ndarray:
+    """Corrected peaks, as ``nk.signal_fixpeaks(peaks, sampling_rate=..., method="Kubios")[1]``.
+
+    Parameters
+    ----------
+    peaks : numpy.ndarray of int, shape (n,)
+        Peak sample indices, increasing.
+    sampling_rate : float
+        Their rate (Hz).
+
+    Returns
+    -------
+    numpy.ndarray, shape (m,)
+    """
+    from neurokit2.signal.signal_fixpeaks import _correct_artifacts
+
+    peaks = np.asarray(peaks)
+    artifacts = _find_artifacts(peaks, sampling_rate)
+    clean = _correct_artifacts(artifacts, peaks)
+    n_now = sum(len(v) for v in artifacts.values())
+    while True:  # until the number of artefacts stops decreasing, as NeuroKit2's iterative mode
+        new = _find_artifacts(clean, sampling_rate)
+        n_prev, n_now = n_now, sum(len(v) for v in new.values())
+        if n_now >= n_prev:
+            break
+        clean = _correct_artifacts(new, clean)
+    return clean
+
+
+def _find_artifacts(peaks: np.ndarray, sampling_rate: float) -> dict[str, list[int]]:
+    """NeuroKit2's ``_find_artifacts`` (same arithmetic, same walk), returning only the artefact indices."""
+    import pandas as pd
+    from neurokit2.signal.signal_fixpeaks import _compute_threshold
+
+    rr = np.ediff1d(peaks, to_begin=0) / sampling_rate
+    if len(rr) > 1:
+        rr[0] = np.mean(rr[1:])
+    elif len(rr) == 1:
+        rr[0] = 1.0
+    drrs = np.ediff1d(rr, to_begin=0)
+    if len(drrs) > 1:
+        drrs[0] = np.mean(drrs[1:])
+    elif len(drrs) == 1:
+        drrs[0] = 0.0
+    th1 = _compute_threshold(drrs, ALPHA, WINDOW)
+    np.divide(drrs, th1, out=drrs, where=th1 != 0)
+    drrs[th1 == 0] = np.nan
+    pad = np.pad(drrs, 2, "reflect")
+    mid, prev, nxt, nxt2 = pad[2:-2], pad[1:-3], pad[3:-1], pad[4:]
+    with np.errstate(invalid="ignore"):
+        s12 = np.where(mid > 0, np.maximum(prev, nxt), np.where(mid < 0, np.minimum(prev, nxt), 0.0))
+        s22 = np.where(mid >= 0, np.minimum(nxt, nxt2), np.where(mid < 0, np.maximum(nxt, nxt2), 0.0))
+    medrr = pd.DataFrame({"signal": rr}).rolling(MEDFILT, center=True, min_periods=1).median().signal.values
+    mrrs = rr - medrr
+    mrrs[mrrs < 0] = mrrs[mrrs < 0] * 2
+    th2 = _compute_threshold(mrrs, ALPHA, WINDOW)
+    np.divide(mrrs, th2, out=mrrs, where=th2 != 0)
+    mrrs[th2 == 0] = np.nan
+
+    d, s1, s2, m = drrs.tolist(), s12.tolist(), s22.tolist(), mrrs.tolist()
+    r, med, t2 = rr.tolist(), medrr.tolist(), th2.tolist()
+    with np.errstate(invalid="ignore"):
+        active = np.flatnonzero(~(np.abs(drrs) <= 1))  # the walk only steps over the others
+    extra, missed, ectopic, longshort = [], [], [], []
+    n = rr.size
+    i = 0
+    while i < n - 2:
+        if abs(d[i]) <= 1:
+            k = int(np.searchsorted(active, i, side="left"))  # next beat the walk acts on
+            i = int(active[k]) if k < active.size else n
+            continue
+        if (d[i] > 1 and s1[i] < (-C1 * d[i] - C2)) or (d[i] < -1 and s1[i] > (-C1 * d[i] + C2)):
+            ectopic.append(i)
+            i += 1
+            continue
+        if not (abs(d[i]) > 1 or abs(m[i]) > 3):
+            i += 1
+            continue
+        cands = [i]
+        if abs(d[i + 1]) < abs(d[i + 2]):
+            cands.append(i + 1)
+        for j in cands:
+            eq3 = d[j] > 1 and s2[j] < -1
+            eq4 = abs(m[j]) > 3
+            eq5 = d[j] < -1 and s2[j] > 1
+            if not (eq3 or eq4 or eq5):
+                i += 1
+                continue
+            eq6 = abs(r[j] / 2 - med[j]) < t2[j]
+            eq7 = abs(r[j] + r[j + 1] - med[j]) < t2[j]
+            if eq5 and eq7:
+                extra.append(j)
+                i += 1
+                continue
+            if eq3 and eq6:
+                missed.append(j)
+                i += 1
+                continue
+            longshort.append(j)
+            i += 1
+    return {"ectopic": ectopic, "missed": missed, "extra": extra, "longshort": longshort}
