@@ -324,17 +324,89 @@ def _edges(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _candidates(signal: np.ndarray, beg: np.ndarray, end_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each start, its end (the next falling edge; -1 if none) and the most prominent local maximum (-1 if none)."""
-    import scipy.signal
-
     j = np.searchsorted(end_all, beg, side="right")
     has = j < end_all.size
     end = np.where(has, end_all[np.minimum(j, end_all.size - 1)], -1) if end_all.size else np.full(beg.size, -1)
     peak = np.full(beg.size, -1)
-    for k in np.flatnonzero(end >= 0):
-        locmax, props = scipy.signal.find_peaks(signal[beg[k]:end[k]], prominence=(None, None))
-        if locmax.size > 0:
-            peak[k] = beg[k] + locmax[np.argmax(props["prominences"])]
+    ok = np.flatnonzero(end >= 0)
+    peak[ok] = most_prominent(signal, beg[ok], end[ok])
     return end, peak
+
+
+#: segments longer than this (samples) go through scipy.signal.find_peaks one by one
+LONG_SEGMENT = 512
+
+
+def most_prominent(x: np.ndarray, beg: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The most prominent local maximum of each segment ``x[beg:end]`` (-1 where it has none).
+
+    What NeuroKit2's detectors do per QRS complex or pulse wave - ``locmax, props =
+    scipy.signal.find_peaks(x[b:e], prominence=(None, None))`` and ``b +
+    locmax[argmax(props["prominences"])]`` - for all segments at once: the local maxima are
+    SciPy's (plateaus strictly above both neighbours inside the segment, at their midpoint), each
+    peak's prominence is its height minus the higher of the lowest points on either side before
+    the segment's end or a higher sample (``x[peak] - max(left_min, right_min)``, SciPy's
+    arithmetic), ties go to the first peak. Equal to the loop (tests/test_blockwise.py).
+    """
+    import scipy.signal
+
+    beg, end = np.asarray(beg, dtype=np.intp), np.asarray(end, dtype=np.intp)
+    out = np.full(beg.size, -1)
+    if beg.size == 0:
+        return out
+    long = (end - beg) > LONG_SEGMENT
+    for k in np.flatnonzero(long):
+        locmax, props = scipy.signal.find_peaks(x[beg[k]:end[k]], prominence=(None, None))
+        if locmax.size:
+            out[k] = beg[k] + locmax[np.argmax(props["prominences"])]
+    short = np.flatnonzero(~long & (end - beg >= 3))
+    if short.size == 0:
+        return out
+    b, e = beg[short], end[short]
+    # strict local-maximum plateaus of the whole signal between the first and last segment
+    lo, hi = int(b.min()), int(e.max())
+    seg = x[lo:hi]
+    d = np.sign(np.diff(seg))
+    nz = np.flatnonzero(d)  # positions whose next sample differs
+    if nz.size < 2:
+        return out
+    # a plateau [l, r] is a peak when the change before it is up and the change after it is down
+    up_then_down = (d[nz[:-1]] > 0) & (d[nz[1:]] < 0)
+    left = nz[:-1][up_then_down] + 1 + lo  # first sample of the plateau
+    right = nz[1:][up_then_down] + lo  # last sample of the plateau
+    mid = (left + right) // 2
+    # the peaks inside each segment: plateau and both its neighbours within [b, e)
+    i0 = np.searchsorted(left, b + 1, side="left")
+    i1 = np.searchsorted(right, e - 2, side="right")
+    counts = np.maximum(i1 - i0, 0)
+    if not counts.any():
+        return out
+    which = np.repeat(np.arange(short.size), counts)  # segment of each peak
+    first = np.repeat(i0, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    keep = left[first] >= b[which] + 1  # (searchsorted gives it; right-bound checked by i1)
+    which, first = which[keep], first[keep]
+    p = mid[first]
+    h = x[p]
+    sb, se = b[which], e[which]
+    width = int((se - sb).max())
+    pos = sb[:, None] + np.arange(width)[None, :]  # (peaks, width): each peak's segment
+    inside = pos < se[:, None]
+    vals = x[np.minimum(pos, hi - 1)]
+    higher = (vals > h[:, None]) & inside
+    col = np.arange(width)[None, :]
+    rel = (p - sb)[:, None]
+    # left: back from the peak to the segment's start or a higher sample
+    stop_l = np.where(higher & (col < rel), col, -1).max(axis=1)
+    left_min = np.where((col > stop_l[:, None]) & (col <= rel), vals, np.inf).min(axis=1)
+    # right: on from the peak to the segment's end or a higher sample
+    stop_r = np.where(higher & (col > rel), col, width).min(axis=1)
+    right_min = np.where((col >= rel) & (col < stop_r[:, None]) & inside, vals, np.inf).min(axis=1)
+    prom = h - np.maximum(left_min, right_min)
+    # per segment, the first peak of highest prominence
+    order = np.lexsort((p, -prom, which))
+    firsts = order[np.r_[True, which[order][1:] != which[order][:-1]]]
+    out[short[which[firsts]]] = p[firsts]
+    return out
 
 
 def _chain(beg: np.ndarray, end: np.ndarray, peak: np.ndarray, min_len: float, min_delay: int) -> np.ndarray:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from resp_sep.parallel import ordered_map
 from resp_sep.quality import _window_spectra, window_spectra
 
 #: analysis window and hop (s).
@@ -168,14 +169,16 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
     names = list(waves)
     if not names:
         raise ValueError("nothing to fuse: no sources")
-    X = np.stack([_normalise(np.asarray(waves[k], dtype=np.float64)) for k in names])  # (S, n)
-    n_src, n = X.shape
+    n_src, n = len(names), np.asarray(waves[names[0]]).size
+    X = np.empty((n_src, n))  # (S, n), filled row by row: a list of rows and their stack would hold it twice
+    for i, k in enumerate(names):
+        X[i] = _normalise(np.asarray(waves[k], dtype=np.float64))
     length = min(n, max(4, int(round(window_s * fs))))
     hop = max(1, min(length, int(round(hop_s * fs))))
     starts = window_starts(n, length, hop)
     n_win = starts.size
 
-    spectra = [window_spectra(X[i], fs, starts, length) for i in range(n_src)]
+    spectra = list(ordered_map(lambda x: window_spectra(x, fs, starts, length), X))
     quality = np.stack([s.concentration for s in spectra], axis=1)  # (W, S)
     peak = np.stack([s.peak_hz for s in spectra], axis=1)
     base = np.where(np.isfinite(peak), quality ** power, 0.0)
@@ -263,19 +266,25 @@ def _fuse_windows(X: np.ndarray, starts: np.ndarray, length: int, weights: np.nd
     # a third of a breath: beyond that, sign and lag trade places
     lag_lim[known] = np.minimum(max_lag, np.floor(fs / consensus[known] / 3)).astype(int)
     todo = np.flatnonzero(active)
-    for b in range(0, todo.size, FUSE_BLOCK):
-        ws = todo[b:b + FUSE_BLOCK]
+
+    def block(ws: np.ndarray):
         segs, sg, lg = _combine_block(X, starts[ws], length, weights[ws], lag_lim[ws], anchors[ws])
         if shape:
             rows = np.flatnonzero(np.isfinite(consensus[ws]) & (np.isfinite(segs).sum(axis=1) >= 8))
             if rows.size:
                 segs[rows] = _around_rows(segs[rows], fs, consensus[ws][rows], *SHAPE_BAND)
-        signs[ws], lags[ws] = sg, lg / fs
         ok_rows = np.isfinite(segs).any(axis=1)
         conc = np.zeros(ws.size)
         if ok_rows.any():  # a negated window has the same spectrum: computed before the polarity chain
             k = np.flatnonzero(ok_rows)
             conc[k] = _window_spectra(segs[k].ravel(), fs, np.arange(k.size) * length, length, lone=True).concentration
+        return ws, segs, sg, lg, ok_rows, conc
+
+    # blocks are computed ahead by the worker threads; the polarity chain and overlap-add, which
+    # depend on the previous window, run here in order
+    for ws, segs, sg, lg, ok_rows, conc in ordered_map(block, (todo[b:b + FUSE_BLOCK]
+                                                               for b in range(0, todo.size, FUSE_BLOCK))):
+        signs[ws], lags[ws] = sg, lg / fs
         for j, w in enumerate(ws):
             if not ok_rows[j]:
                 continue

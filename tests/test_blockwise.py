@@ -161,3 +161,24 @@ def test_real_night_block_wise():
                                       ctx.r_peaks() if kind == "ecg" else ctx.ppg_beats()[0])
         for k, w in whole.items():
             np.testing.assert_allclose(outputs[k].wave, w.wave, rtol=0, atol=RTOL * np.nanmax(np.abs(w.wave)), err_msg=k)
+
+
+def test_most_prominent_peak_equals_scipy_loop():
+    """The vectorised peak choice of NeuroKit2's detectors equals their find_peaks loop (plateaus, ties, long segments)."""
+    import scipy.signal
+
+    rng = np.random.default_rng(0)
+    for trial in range(120):
+        n = 2000
+        x = np.round(np.cumsum(rng.standard_normal(n)) * rng.choice([0.3, 1.0, 5.0]))  # quantised: plateaus, ties
+        if trial % 3 == 0:
+            x = rng.integers(0, 4, n).astype(float)
+        beg = np.sort(rng.choice(n - 800, 50, replace=False))
+        end = beg + rng.integers(0, 45, beg.size)
+        end[7] = beg[7] + 700  # longer than LONG_SEGMENT
+        ref = np.full(beg.size, -1)
+        for k in range(beg.size):
+            locmax, props = scipy.signal.find_peaks(x[beg[k]:end[k]], prominence=(None, None))
+            if locmax.size:
+                ref[k] = beg[k] + locmax[np.argmax(props["prominences"])]
+        np.testing.assert_array_equal(blockwise.most_prominent(x, beg, end), ref)

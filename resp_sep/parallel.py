@@ -1,0 +1,48 @@
+"""How many threads respsep's own numpy work may use, and an ordered map over them.
+
+The default method's work (filters, FFTs, array arithmetic) runs in numpy and SciPy, which release
+the GIL in their loops, so two threads on two cores do nearly twice the work. A batch worker
+(``extract DIR -j N``) gets ``cores / N`` threads through ``OMP_NUM_THREADS`` (resp_sep.cli), and
+that budget is respected here; a single run uses up to :data:`MAX_THREADS`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+
+#: threads used at most (the work splits in two: ECG and PPG; or blocks of fusion windows)
+MAX_THREADS = 2
+
+
+def budget() -> int:
+    """Threads available: ``OMP_NUM_THREADS`` when set (a batch worker's share), else the cores, at most MAX_THREADS."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+    return max(1, min(MAX_THREADS, n))
+
+
+def ordered_map(fn: Callable, items: Iterable, threads: int | None = None) -> Iterator:
+    """``map(fn, items)``, computed by up to ``threads`` threads (``budget()``), results in order.
+
+    At most ``2 * threads`` results are computed ahead of the one being consumed (bounded memory).
+    """
+    threads = budget() if threads is None else threads
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="respsep") as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= 2 * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
