@@ -47,6 +47,9 @@ _ALIASES: dict[str, dict[str, int]] = {
         "effortthor": 0, "efforttho": 0, "tho": 1, "effortthoracic": 0, "effortchest": 0, "thoraxeffort": 0, "chesteffort": 0,
         "respc": 1, "resp": 1, "respiration": 2, "impedance": 2, "respimp": 1, "respimpedance": 1,
         "ip": 2, "thoraciceffort": 0, "thorrip": 0, "thoraxrip": 0,
+        # a single respiration belt (research ECG + belt sets): usually thoracic
+        "respirationbelt": 2, "respbelt": 2, "belt": 3, "breathingbelt": 2, "respeffort": 2,
+        "respiratoryeffort": 2, "rip": 2,
     },
     "abdo": {
         "abdo": 0, "abdomen": 0, "abdominal": 0, "abd": 0, "abdores": 0, "abdomenres": 0,

@@ -78,6 +78,9 @@ def test_free_text():
     for lab in ("Thorax", "Chest", "Resp Belt Thorax", "Thorax IP"):
         assert role_of(lab)[0] == "thor", lab
     assert role_of("Abdomen")[0] == "abdo"
+    # research ECG sets with one respiration belt
+    assert roles(["ECG Lead II", "Respiration belt"]) == {"ecg": "ECG Lead II", "thor": "Respiration belt"}
+    assert roles(["ECG", "RIP", "Abdomen"]) == {"ecg": "ECG", "thor": "RIP", "abdo": "Abdomen"}
     got = detect_roles(["Nasal Pressure", "Thorax", "Chest", "Resp Belt Thorax", "Nasal Therm", "Thorax IP",
                         "Abdomen"])
     assert {r: c.label for r, c in got.items()} == {"nasal": "Nasal Pressure", "thor": "Thorax", "abdo": "Abdomen"}
