@@ -129,3 +129,14 @@ def make_tiny_checkpoint(path: Path, resp_encoder: int = 1, seed: int = 0) -> st
     save_checkpoint({"model_config": m.config.to_dict(), "state_dict": m.state_dict(),
                      "resp_encoder": resp_encoder, "signal": "ecg"}, path)
     return str(path)
+
+
+def bytes_file(name: str, data: bytes | str):
+    """A builder for broken-input tests: ``build(dir)`` writes ``data`` to ``dir / name`` and returns the path."""
+
+    def build(d: Path) -> Path:
+        p = d / name
+        p.write_bytes(data.encode() if isinstance(data, str) else data)
+        return p
+
+    return build

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyedflib
 import pytest
-from conftest import write_edf
+from conftest import bytes_file as _file, write_edf
 
 from resp_sep.errors import EXIT_INPUT, EXIT_PARTIAL, EXIT_USAGE, InputError
 from resp_sep.io import read_recording
@@ -36,17 +36,6 @@ def _wfdb(d: Path, name: str, fs: str = "250", n: int = 1000, dat: bytes | None 
     if dat is not None:
         (d / f"{name}.dat").write_bytes(dat or np.zeros(n, "<i2").tobytes())
     return d / f"{name}.hea"
-
-
-def _file(name: str, data: bytes | str):
-    """A builder writing ``data`` to ``tmp_path / name``."""
-
-    def build(d: Path) -> Path:
-        p = d / name
-        p.write_bytes(data.encode() if isinstance(data, str) else data)
-        return p
-
-    return build
 
 
 def _folder(d: Path) -> Path:

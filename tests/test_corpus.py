@@ -18,6 +18,7 @@ import numpy as np
 import pyedflib
 import pytest
 from conftest import SHARED_DATA, make_tiny_checkpoint, write_edf
+from conftest import bytes_file as _bytes
 
 from resp_sep.errors import EXIT_INPUT
 
@@ -59,15 +60,6 @@ def _patch(name: str, field: str, value: bytes, plus: bool = True, signal: int =
         raw[off:off + len(value)] = value
         p = d / name
         p.write_bytes(bytes(raw))
-        return p
-
-    return build
-
-
-def _bytes(name: str, data: bytes | str):
-    def build(d: Path) -> Path:
-        p = d / name
-        p.write_bytes(data.encode() if isinstance(data, str) else data)
         return p
 
     return build
