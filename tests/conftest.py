@@ -140,3 +140,20 @@ def bytes_file(name: str, data: bytes | str):
         return p
 
     return build
+
+
+def one_megahertz_edf(d: Path) -> Path:
+    """An EDF+ with a 1 MHz channel (1000 samples per 1-ms data record), written by pyedflib."""
+    import warnings
+
+    import pyedflib
+
+    p = d / "mhz.edf"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Forcing a specific record_duration ..."
+        with pyedflib.EdfWriter(str(p), 1, file_type=pyedflib.FILETYPE_EDFPLUS) as w:
+            w.setSignalHeaders([{"label": "ECG", "dimension": "mV", "sample_frequency": 1e6, "physical_min": -1,
+                                 "physical_max": 1, "digital_min": -32768, "digital_max": 32767}])
+            w.setDatarecordDuration(0.001)
+            w.writeSamples([np.zeros(2000)])
+    return p

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pyedflib
 import pytest
-from conftest import bytes_file as _file, write_edf
+from conftest import bytes_file as _file
+from conftest import one_megahertz_edf as _one_megahertz
+from conftest import write_edf
 
 from resp_sep.errors import EXIT_INPUT, EXIT_PARTIAL, EXIT_USAGE, InputError
 from resp_sep.io import read_recording
@@ -41,19 +42,6 @@ def _wfdb(d: Path, name: str, fs: str = "250", n: int = 1000, dat: bytes | None 
 def _folder(d: Path) -> Path:
     (d / "rec.edf").mkdir()
     return d / "rec.edf"
-
-
-def _one_megahertz(d: Path) -> Path:
-    """An EDF+ with a 1 MHz channel (1000 samples per 1-ms data record), written by pyedflib."""
-    p = d / "mhz.edf"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Forcing a specific record_duration ..."
-        with pyedflib.EdfWriter(str(p), 1, file_type=pyedflib.FILETYPE_EDFPLUS) as w:
-            w.setSignalHeaders([{"label": "ECG", "dimension": "mV", "sample_frequency": 1e6, "physical_min": -1,
-                                 "physical_max": 1, "digital_min": -32768, "digital_max": 32767}])
-            w.setDatarecordDuration(0.001)
-            w.writeSamples([np.zeros(2000)])
-    return p
 
 
 def _truncated(d: Path) -> Path:

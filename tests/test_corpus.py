@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pyedflib
 import pytest
 from conftest import SHARED_DATA, make_tiny_checkpoint, write_edf
 from conftest import bytes_file as _bytes
+from conftest import one_megahertz_edf as _one_megahertz
 
 from resp_sep.errors import EXIT_INPUT
 
@@ -131,18 +131,6 @@ def _annotations_only(d: Path) -> Path:
     p = d / "annot_only.edf"
     with pyedflib.EdfWriter(str(p), 0, file_type=pyedflib.FILETYPE_EDFPLUS) as w:
         w.writeAnnotation(1.0, -1, "lights off")
-    return p
-
-
-def _one_megahertz(d: Path) -> Path:
-    p = d / "mhz.edf"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pyedflib.EdfWriter(str(p), 1, file_type=pyedflib.FILETYPE_EDFPLUS) as w:
-            w.setSignalHeaders([{"label": "ECG", "dimension": "mV", "sample_frequency": 1e6, "physical_min": -1,
-                                 "physical_max": 1, "digital_min": -32768, "digital_max": 32767}])
-            w.setDatarecordDuration(0.001)
-            w.writeSamples([np.zeros(2000)])
     return p
 
 
