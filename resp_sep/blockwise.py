@@ -277,12 +277,18 @@ class _Spill:
     """A float64 series written block by block to an anonymous temporary file and read back by ranges."""
 
     def __init__(self):
-        self.f = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        try:
+            self.f = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        except OSError as e:
+            raise NotBlockwise(f"temporary file: {e}") from None
         self.n = 0
 
     def append(self, x: np.ndarray) -> None:
-        self.f.seek(self.n * 8)
-        np.ascontiguousarray(x, dtype=np.float64).tofile(self.f)
+        try:
+            self.f.seek(self.n * 8)
+            np.ascontiguousarray(x, dtype=np.float64).tofile(self.f)
+        except OSError as e:  # the temporary folder is full: the whole-array path needs no disk
+            raise NotBlockwise(f"temporary file: {e}") from None
         self.n += x.size
 
     def __call__(self, a: int, b: int) -> np.ndarray:
@@ -449,8 +455,9 @@ def _ecg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
 
     fs = float(rec.channel(label).fs)
     rd = _open_reader(rec, label, index)
-    spill = _Spill()
+    spill = None
     try:
+        spill = _Spill()
         n = rd.n
         st = _channel_stats(rd, 1 << 18)
         _check_like_sources(st, n, fs)
@@ -510,7 +517,8 @@ def _ecg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
             outputs["ecg_baseline"] = SourceOutput("ecg_baseline", "ecg", _bandpass(y, GRID_FS))
         return {k: outputs[k] for k in names if k in outputs}, failures, n / fs, r_peaks
     finally:
-        spill.close()
+        if spill is not None:
+            spill.close()
         rd.close()
 
 
@@ -560,8 +568,9 @@ def _ppg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
 
     fs = float(rec.channel(label).fs)
     rd = _open_reader(rec, label, index)
-    spill = _Spill()
+    spill = None
     try:
+        spill = _Spill()
         n = rd.n
         st = _channel_stats(rd, 1 << 18)
         _check_like_sources(st, n, fs)
@@ -618,7 +627,8 @@ def _ppg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
             outputs["ppg_baseline"] = SourceOutput("ppg_baseline", "ppg", _bandpass(y, GRID_FS))
         return {k: outputs[k] for k in names if k in outputs}, failures, n / fs, (peaks / fs_p, amp)
     finally:
-        spill.close()
+        if spill is not None:
+            spill.close()
         rd.close()
 
 

@@ -10,8 +10,10 @@ detection. :func:`fixpeaks_kubios` computes the same thing with those loops as a
 * the classification walk (Lipponen & Tarvainen's figure 1) visits only the beats whose normalised
   interval difference exceeds 1 (or is undefined), the only ones on which it can act, with the same
   comparisons in the same order;
-* the thresholds (rolling quartile deviation over 91 beats, rolling median over 11) and the
-  correction itself are NeuroKit2's own functions.
+* the rolling quartiles (over 91 beats) and median (over 11) are pandas' centred rolling
+  ``quantile``/``median`` (``min_periods=1``) computed from sorted windows with pandas' arithmetic
+  (linear interpolation ``lo + (hi - lo) * fraction``; the mean of the two middle values);
+* the correction itself is NeuroKit2's own function.
 
 ``tests/test_kubios.py`` compares it with ``nk.signal_fixpeaks`` on real and artefact-laden beat series.
 """
@@ -54,9 +56,6 @@ def fixpeaks_kubios(peaks: np.ndarray, sampling_rate: float) -> np.ndarray:
 
 def _find_artifacts(peaks: np.ndarray, sampling_rate: float) -> dict[str, list[int]]:
     """NeuroKit2's ``_find_artifacts`` (same arithmetic, same walk), returning only the artefact indices."""
-    import pandas as pd
-    from neurokit2.signal.signal_fixpeaks import _compute_threshold
-
     rr = np.ediff1d(peaks, to_begin=0) / sampling_rate
     if len(rr) > 1:
         rr[0] = np.mean(rr[1:])
@@ -67,7 +66,7 @@ def _find_artifacts(peaks: np.ndarray, sampling_rate: float) -> dict[str, list[i
         drrs[0] = np.mean(drrs[1:])
     elif len(drrs) == 1:
         drrs[0] = 0.0
-    th1 = _compute_threshold(drrs, ALPHA, WINDOW)
+    th1 = _threshold(drrs)
     np.divide(drrs, th1, out=drrs, where=th1 != 0)
     drrs[th1 == 0] = np.nan
     pad = np.pad(drrs, 2, "reflect")
@@ -75,10 +74,10 @@ def _find_artifacts(peaks: np.ndarray, sampling_rate: float) -> dict[str, list[i
     with np.errstate(invalid="ignore"):
         s12 = np.where(mid > 0, np.maximum(prev, nxt), np.where(mid < 0, np.minimum(prev, nxt), 0.0))
         s22 = np.where(mid >= 0, np.minimum(nxt, nxt2), np.where(mid < 0, np.maximum(nxt, nxt2), 0.0))
-    medrr = pd.DataFrame({"signal": rr}).rolling(MEDFILT, center=True, min_periods=1).median().signal.values
+    medrr = _rolling_order(rr, MEDFILT, (0.5,), median=True)[0]
     mrrs = rr - medrr
     mrrs[mrrs < 0] = mrrs[mrrs < 0] * 2
-    th2 = _compute_threshold(mrrs, ALPHA, WINDOW)
+    th2 = _threshold(mrrs)
     np.divide(mrrs, th2, out=mrrs, where=th2 != 0)
     mrrs[th2 == 0] = np.nan
 
@@ -124,3 +123,54 @@ def _find_artifacts(peaks: np.ndarray, sampling_rate: float) -> dict[str, list[i
             longshort.append(j)
             i += 1
     return {"ectopic": ectopic, "missed": missed, "extra": extra, "longshort": longshort}
+
+
+#: windows sorted at once by :func:`_rolling_order` (bounds its temporary: rows x window floats)
+ROWS = 4096
+
+
+def _threshold(x: np.ndarray) -> np.ndarray:
+    """NeuroKit2's ``_compute_threshold``: ``alpha * (q3 - q1) / 2`` of ``|x|`` over centred windows of 91 beats."""
+    q1, q3 = _rolling_order(np.abs(x), WINDOW, (0.25, 0.75))
+    return ALPHA * ((q3 - q1) / 2)
+
+
+def _rolling_order(x: np.ndarray, window: int, qs: tuple[float, ...], median: bool = False) -> list[np.ndarray]:
+    """pandas ``Series(x).rolling(window, center=True, min_periods=1).quantile(q)`` for each q (or ``.median()``).
+
+    Windows are cut as pandas cuts them (``h = (window - 1) // 2`` before, the rest after, clipped
+    at the ends); each value is computed from the sorted window as pandas computes it: the order
+    statistic at ``q * (nobs - 1)``, linearly interpolated ``lo + (hi - lo) * fraction``; the
+    median is the middle value or the mean of the two middle ones. ``x`` has no NaN.
+    """
+    n = x.size
+    h = (window - 1) // 2
+    outs = [np.empty(n) for _ in qs]
+
+    def value(v: np.ndarray, q: float):  # v sorted along the last axis
+        m = v.shape[-1]
+        if median:
+            return v[..., m // 2] if m % 2 else (v[..., m // 2 - 1] + v[..., m // 2]) / 2
+        if m == 1:
+            return v[..., 0]
+        f = q * (m - 1)
+        i = int(f)
+        if f == i:
+            return v[..., i]
+        lo, hi = v[..., i], v[..., i + 1]
+        return lo + (hi - lo) * (f - i)
+
+    inner = range(h, n - (window - 1 - h)) if n >= window else range(0)
+    if len(inner):
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        view = sliding_window_view(x, window)  # row j: the window centred on j + h
+        for a in range(0, view.shape[0], ROWS):
+            v = np.sort(view[a:a + ROWS], axis=1)
+            for out, q in zip(outs, qs):
+                out[h + a:h + a + v.shape[0]] = value(v, q)
+    for k in (k for k in range(n) if k not in inner):
+        v = np.sort(x[max(0, k - h):min(n, k + window - h)])
+        for out, q in zip(outs, qs):
+            out[k] = value(v, q)
+    return outs

@@ -182,3 +182,19 @@ def test_most_prominent_peak_equals_scipy_loop():
             if locmax.size:
                 ref[k] = beg[k] + locmax[np.argmax(props["prominences"])]
         np.testing.assert_array_equal(blockwise.most_prominent(x, beg, end), ref)
+
+
+def test_full_temporary_folder_falls_back_to_whole_arrays(nights, monkeypatch):
+    import tempfile
+
+    from resp_sep.io import read_recording
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    path = nights[0]
+    rec = read_recording(path)
+    avail = available_inputs(rec, None)
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    assert blockwise.heuristic_sources(rec, "ecg", avail["ecg"].label, ["ecg_r_amplitude"], path) is None
+    assert np.isfinite(respiration(path, ExtractOptions()).wave).any()  # the whole-array path ran
