@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from resp_sep.kubios import fixpeaks_kubios
+from resp_sep.parallel import release_memory
 from resp_sep.resample import rate_ratio
 from resp_sep.sources import (
     GRID_FS,
@@ -495,6 +496,7 @@ def _ecg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
                 lst.append(v)
             if base is not None:
                 grid_parts.append(base(*_grid_range(c0, c1, n_c, base.n_out)))
+        release_memory()  # the blocks' temporaries, before the per-beat arrays
         beg, end, peak = got.arrays()
         ends = np.concatenate(ends_seen) if ends_seen else np.zeros(0, int)
         if beg.size == 0:
@@ -616,6 +618,7 @@ def _ppg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
         usable_min = n / fs / 60.0
         if not peaks.size >= max(3, 20.0 * usable_min):
             raise NotBlockwise("too few pulses")
+        release_memory()
         feet = _feet(spill, peaks, block)
         amp = spill.take(peaks[:, None])[:, 0] - feet
         ctx = _GridContext(np.zeros(0), fs, "ppg", path=path)

@@ -169,16 +169,14 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
     names = list(waves)
     if not names:
         raise ValueError("nothing to fuse: no sources")
-    n_src, n = len(names), np.asarray(waves[names[0]]).size
-    X = np.empty((n_src, n))  # (S, n), filled row by row: a list of rows and their stack would hold it twice
-    for i, k in enumerate(names):
-        X[i] = _normalise(np.asarray(waves[k], dtype=np.float64))
+    X = _Normalised([np.asarray(waves[k]) for k in names])  # (S, n), normalised where read: not held twice
+    n_src, n = X.shape
     length = min(n, max(4, int(round(window_s * fs))))
     hop = max(1, min(length, int(round(hop_s * fs))))
     starts = window_starts(n, length, hop)
     n_win = starts.size
 
-    spectra = list(ordered_map(lambda x: window_spectra(x, fs, starts, length), X))
+    spectra = list(ordered_map(lambda i: window_spectra(X.row(i), fs, starts, length), range(n_src)))
     quality = np.stack([s.concentration for s in spectra], axis=1)  # (W, S)
     peak = np.stack([s.peak_hz for s in spectra], axis=1)
     base = np.where(np.isfinite(peak), quality ** power, 0.0)
@@ -210,8 +208,8 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
 
 
 #: windows combined at once by :func:`_fuse_windows`: bounds its temporaries (the alignment's shifted
-#: copies, up to 61 lags x window x block, ~20 MB at 10 Hz) whatever the recording's length
-FUSE_BLOCK = 64
+#: copies, up to 61 lags x window x block, ~5 MB per array at 10 Hz) whatever the recording's length
+FUSE_BLOCK = 32
 
 
 def _fuse_windows(X: np.ndarray, starts: np.ndarray, length: int, weights: np.ndarray, consensus: np.ndarray,
@@ -311,7 +309,7 @@ def _combine_block(X: np.ndarray, a: np.ndarray, length: int, weights: np.ndarra
     nb = a.size
     rows = np.arange(nb)
     cols = a[:, None] + np.arange(length)[None, :]
-    ref = X[anchors[:, None], cols]  # (B, length)
+    ref = X.gather(anchors, cols)  # (B, length)
     gain = _std_rows(ref)
     z_all = np.empty((n_src, nb, length))
     s_all = np.zeros((n_src, nb))
@@ -531,14 +529,76 @@ def robust_scale(x: np.ndarray) -> float:
     v = x[np.isfinite(x)]
     if v.size < 2:
         return 1.0
-    s = 1.4826 * float(np.median(np.abs(v - np.median(v))))
+    d = v - np.median(v)
+    np.abs(d, out=d)
+    s = 1.4826 * float(np.median(d, overwrite_input=True))  # d is a temporary: no copy to partition
     return s if s > 0 else (float(v.std()) or 1.0)
+
+
+class _Normalised:
+    """The sources as :func:`_normalise` makes them, computed where they are read.
+
+    ``fuse`` reads every source whole once (its window spectra) and then only the windows it
+    aligns; holding the normalised copy of every source beside the sources themselves would add
+    8 bytes per source sample (55 MB for 8 sources over 24 h). Each read value is
+    ``clip((x - median) / robust_scale, -CLIP, CLIP)`` of the same sample, the same arithmetic as
+    :func:`_normalise` on the whole array, so the numbers are the same.
+
+    ``X[i]`` is a row (``.size``, slices, index arrays, ``numpy.asarray``), ``X[i, a:b]`` a slice
+    of one, :meth:`gather` one window per row of indices.
+    """
+
+    def __init__(self, waves: list[np.ndarray]):
+        self.waves = waves
+        self.shape = (len(waves), waves[0].size if waves else 0)
+        self.med, self.scale = [], []
+        for x in waves:
+            x = np.asarray(x, dtype=np.float64)
+            self.med.append(np.nanmedian(x) if np.isfinite(x).any() else 0.0)
+            self.scale.append(robust_scale(x))
+
+    def take(self, i: int, idx) -> np.ndarray:
+        y = np.asarray(self.waves[i][idx], dtype=np.float64) - self.med[i]
+        y /= self.scale[i]
+        return np.clip(y, -CLIP, CLIP, out=y)
+
+    def row(self, i: int) -> np.ndarray:
+        return self.take(i, slice(None))
+
+    def gather(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Values at ``cols[j]`` of source ``rows[j]`` for each j; shape of ``cols``."""
+        out = np.empty(cols.shape)
+        for i in np.unique(rows):
+            sel = rows == i
+            out[sel] = self.take(int(i), cols[sel])
+        return out
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            i, idx = key
+            return self.take(int(i), idx)
+        return _Row(self, int(key))
+
+
+class _Row:
+    """One row of :class:`_Normalised`, read by slices or index arrays."""
+
+    def __init__(self, X: _Normalised, i: int):
+        self.X, self.i, self.size = X, i, X.shape[1]
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return self.X.take(self.i, idx)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.X.row(self.i)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
     """``x`` less its median, in units of its robust standard deviation, artefacts clipped at +-CLIP."""
     med = np.nanmedian(x) if np.isfinite(x).any() else 0.0
-    return np.clip((x - med) / robust_scale(x), -CLIP, CLIP)
+    y = x - med
+    y /= robust_scale(x)  # in place: the same values with one temporary instead of three
+    return np.clip(y, -CLIP, CLIP, out=y)
 
 
 def _std(x: np.ndarray) -> float:

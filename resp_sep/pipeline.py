@@ -260,6 +260,7 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
         A separator checkpoint is missing or broken.
     """
     from resp_sep.fusion import fuse
+    from resp_sep.parallel import release_memory
     from resp_sep.io import Recording, read_recording
     from resp_sep.preprocess import load_signal
 
@@ -321,7 +322,9 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
         notes.append("sources not used: " + ", ".join(f"{n} ({r})" for n, r in failures.items()))
     n = max(o.wave.size for o in outputs.values())
     waves = {k: fit_length(o.wave, n, fill=np.nan) for k, o in outputs.items()}
+    release_memory()  # the block-wise sources' temporaries, before fusion allocates its own
     fused = fuse(waves, GRID_FS, families=source_families(waves))
+    release_memory()
     return Respiration(fused.wave, GRID_FS, opts.method, outputs, failures, fused, channels, notes, dur,
                        {k: separators[k] for k in separators if f"separator_{k}" in outputs})
 

@@ -321,6 +321,22 @@ def _around_r(ctx: SignalContext, lo_s: float, hi_s: float) -> tuple[np.ndarray,
     return clean[np.clip(idx[:, None] + offs[None, :], 0, clean.size - 1)], fs_c
 
 
+#: beats whose surroundings are gathered at once (the rows are independent: the same values as all at
+#: once, with temporaries bounded whatever the recording's length)
+BEAT_CHUNK = 8192
+
+
+def _beat_values(ctx: SignalContext, lo_s: float, hi_s: float, fn: Callable[[np.ndarray, float], np.ndarray]) -> np.ndarray:
+    """``fn(rows, fs_c)`` of :func:`_around_r`'s rows, :data:`BEAT_CHUNK` beats at a time; one value per beat."""
+    clean, fs_c = ctx.clean_ecg()
+    peaks = ctx.r_peaks()
+    idx = np.round(peaks * fs_c / ctx.fs).astype(int)
+    offs = np.arange(int(round(lo_s * fs_c)), int(round(hi_s * fs_c)) + 1)
+    parts = [fn(clean[np.clip(idx[a:a + BEAT_CHUNK, None] + offs[None, :], 0, clean.size - 1)], fs_c)
+             for a in range(0, idx.size, BEAT_CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def _per_beat(ctx: SignalContext, values: np.ndarray) -> np.ndarray:
     """One value per R peak, interpolated onto the grid and band-passed to :data:`RESP_BAND`."""
     return _bandpass(_beat_series(ctx.r_peaks() / ctx.fs, values, ctx.n_grid), GRID_FS)
@@ -328,22 +344,22 @@ def _per_beat(ctx: SignalContext, values: np.ndarray) -> np.ndarray:
 
 @register("ecg_r_amplitude", "ecg", "R-wave amplitude (EDR)", family="ecg_amplitude")
 def _ecg_r_amplitude(ctx: SignalContext) -> np.ndarray:
-    seg, _ = _around_r(ctx, 0.0, 0.0)
-    return _per_beat(ctx, seg[:, 0])
+    return _per_beat(ctx, _beat_values(ctx, 0.0, 0.0, lambda seg, fs_c: seg[:, 0]))
 
 
 @register("ecg_rs_amplitude", "ecg", "R-to-S amplitude (EDR free of baseline offsets)", family="ecg_amplitude")
 def _ecg_rs_amplitude(ctx: SignalContext) -> np.ndarray:
-    seg, _ = _around_r(ctx, 0.0, S_SEARCH_S)
-    return _per_beat(ctx, seg[:, 0] - seg.min(axis=1))
+    return _per_beat(ctx, _beat_values(ctx, 0.0, S_SEARCH_S, lambda seg, fs_c: seg[:, 0] - seg.min(axis=1)))
 
 
 @register("ecg_qrs_area", "ecg", "QRS area (±50 ms around the R peak)", family="ecg_amplitude")
 def _ecg_qrs_area(ctx: SignalContext) -> np.ndarray:
-    seg, fs_c = _around_r(ctx, -QRS_HALF_S, QRS_HALF_S)
-    # area above the local baseline (the window's edges), so that wander does not leak in
-    base = 0.5 * (seg[:, :1] + seg[:, -1:])
-    return _per_beat(ctx, (seg - base).sum(axis=1) / fs_c)
+    def area(seg: np.ndarray, fs_c: float) -> np.ndarray:
+        # area above the local baseline (the window's edges), so that wander does not leak in
+        base = 0.5 * (seg[:, :1] + seg[:, -1:])
+        return (seg - base).sum(axis=1) / fs_c
+
+    return _per_beat(ctx, _beat_values(ctx, -QRS_HALF_S, QRS_HALF_S, area))
 
 
 @register("ecg_baseline", "ecg", "baseline wander (the ECG low-passed to the breathing band)", family="ecg_baseline")
