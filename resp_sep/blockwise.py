@@ -638,24 +638,20 @@ def _ppg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
 def _feet(spill: _Spill, peaks: np.ndarray, block: int) -> np.ndarray:
     """``sources.ppg_beats``' feet: the minimum from the previous peak (or the start) up to each peak.
 
-    The last foot includes its own peak sample (``np.minimum.reduceat`` as sources.ppg_beats uses it).
+    Span ``i`` is ``[peaks[i-1], peaks[i])`` (from 0 for the first), the last one including its own
+    peak sample (``np.minimum.reduceat`` as sources.ppg_beats uses it): consecutive spans cut at
+    ``stops``. Each block of the spilled signal adds the minima of the span pieces it holds.
     """
-    starts = np.concatenate(([0], peaks[:-1]))
     stops = peaks.copy()
     stops[-1] = peaks[-1] + 1
     feet = np.full(peaks.size, np.inf)
-    lo = 0
-    while lo < spill.n:
-        hi = min(spill.n, lo + block)
-        s = spill(lo, hi)
-        # every span meeting [lo, hi): the part inside
-        i0 = int(np.searchsorted(stops, lo, side="right"))
-        i1 = int(np.searchsorted(starts, hi, side="left"))
-        for i in range(i0, i1):
-            a, b = max(starts[i], lo), min(stops[i], hi)
-            if b > a:
-                feet[i] = min(feet[i], s[a - lo:b - lo].min())
-        lo = hi
+    end = int(stops[-1])
+    for lo in range(0, min(spill.n, end), block):
+        hi = min(spill.n, end, lo + block)
+        i0 = int(np.searchsorted(stops, lo, side="right"))  # the span holding sample lo
+        cuts = stops[(stops > lo) & (stops < hi)] - lo
+        mins = np.minimum.reduceat(spill(lo, hi), np.concatenate(([0], cuts)))
+        feet[i0:i0 + mins.size] = np.minimum(feet[i0:i0 + mins.size], mins)
     return feet
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
 
 #: threads used at most (the work splits in two: ECG and PPG; or blocks of fusion windows)
 MAX_THREADS = 2
@@ -55,11 +56,17 @@ def release_memory() -> None:
     hundred MB of temporaries keeps the largest total it ever held; trimming between stages keeps
     the peak resident memory that of the largest stage.
     """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's ``malloc_trim`` from the running process's own symbols, or None (another C library)."""
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
-        pass
+        return None

@@ -340,6 +340,7 @@ def _heuristics_blockwise(rec, names: list[str], avail: dict, opts: ExtractOptio
     import threading
 
     from resp_sep import blockwise
+    from resp_sep.parallel import budget
 
     jobs = {}
     for kind in ("ecg", "ppg"):
@@ -354,7 +355,7 @@ def _heuristics_blockwise(rec, names: list[str], avail: dict, opts: ExtractOptio
     kinds = list(jobs)
     box: dict = {}
     worker = None
-    if len(kinds) == 2:
+    if len(kinds) == 2 and budget() >= 2:  # a batch worker with one thread's share does them in turn
         def run(kind=kinds[1]):
             try:
                 box[kind] = blockwise.heuristic_sources(*jobs[kind], block_s=opts.block_s, cancel=cancel)
@@ -364,7 +365,8 @@ def _heuristics_blockwise(rec, names: list[str], avail: dict, opts: ExtractOptio
         worker = threading.Thread(target=run, name="respsep-blocks", daemon=True)
         worker.start()
     try:
-        out = {kinds[0]: blockwise.heuristic_sources(*jobs[kinds[0]], block_s=opts.block_s, cancel=cancel)} if kinds else {}
+        out = {k: blockwise.heuristic_sources(*jobs[k], block_s=opts.block_s, cancel=cancel)
+               for k in (kinds[:1] if worker is not None else kinds)}
         if worker is not None:
             worker.join()
             if "error" in box:
