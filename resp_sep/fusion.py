@@ -321,7 +321,11 @@ def _combine_block(X: np.ndarray, a: np.ndarray, length: int, weights: np.ndarra
         s_all[i] = 1.0
         al = np.flatnonzero(use & (anchors != i))
         if al.size:
-            z_all[i, al], s_all[i, al], lag_all[i, al] = _align_rows(X[i], a[al], length, ref[al], lag_lim[al])
+            # the part of the source these windows can reach, normalised once (not once per lag)
+            r0 = max(0, int((a[al] - lag_lim[al]).min()))
+            r1 = min(X.shape[1], int((a[al] + length + lag_lim[al]).max()))
+            z_all[i, al], s_all[i, al], lag_all[i, al] = _align_rows(X[i, r0:r1], a[al] - r0, length, ref[al],
+                                                                     lag_lim[al], n=X.shape[1] - r0, lo_min=-r0)
         sd_all[i] = np.where(use, _std_rows(z_all[i]), 0.0)
     signs = np.zeros((nb, n_src))
     lags = np.zeros((nb, n_src), int)
@@ -347,12 +351,17 @@ def _combine_block(X: np.ndarray, a: np.ndarray, length: int, weights: np.ndarra
     return seg, signs, lags
 
 
-def _align_rows(x: np.ndarray, a: np.ndarray, length: int, ref: np.ndarray,
-                lag_lim: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_align` for several windows of one source: shifted windows (B, length), signs (B,), lags (B,)."""
-    n = x.size
+def _align_rows(x: np.ndarray, a: np.ndarray, length: int, ref: np.ndarray, lag_lim: np.ndarray,
+                n: int | None = None, lo_min: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_align` for several windows of one source: shifted windows (B, length), signs (B,), lags (B,).
+
+    ``x`` may be a part of the source: window starts ``a`` are then relative to it, the source
+    starts at ``lo_min`` (<= 0) and ends at ``n`` in the same coordinates; ``x`` must hold every
+    sample the windows can reach.
+    """
+    n = x.size if n is None else n
     nb = a.size
-    lo, hi = np.maximum(0, a - lag_lim), np.minimum(n, a + length + lag_lim)
+    lo, hi = np.maximum(lo_min, a - lag_lim), np.minimum(n, a + length + lag_lim)
     n_lags = hi - lo - length + 1
     r = np.zeros((nb, length))
     fin = np.isfinite(ref)
