@@ -169,7 +169,7 @@ def _rolling_order(x: np.ndarray, window: int, qs: tuple[float, ...], median: bo
             v = np.sort(view[a:a + ROWS], axis=1)
             for out, q in zip(outs, qs):
                 out[h + a:h + a + v.shape[0]] = value(v, q)
-    for k in (k for k in range(n) if k not in inner):
+    for k in (range(n) if not len(inner) else [*range(inner.start), *range(inner.stop, n)]):
         v = np.sort(x[max(0, k - h):min(n, k + window - h)])
         for out, q in zip(outs, qs):
             out[k] = value(v, q)

@@ -202,7 +202,7 @@ def test_full_temporary_folder_falls_back_to_whole_arrays(nights, monkeypatch):
 
 def test_one_block_is_the_whole_array_path(nights):
     """A block longer than the recording gives the whole-array numbers bit for bit (no block boundary)."""
-    for kind, (got, whole, fail, ctx) in _whole_and_blocks(nights[0], 1e9).items():
+    for got, whole, _, _ in _whole_and_blocks(nights[0], 1e9).values():
         outputs = got[0]
         for k, w in whole.items():
             np.testing.assert_array_equal(outputs[k].wave, w.wave, err_msg=k)
