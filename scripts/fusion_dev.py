@@ -39,6 +39,7 @@ VARIANTS = {
     "60-s windows": {"window_s": 60.0, "hop_s": 30.0},
     "weights q^1": {"power": 1.0},
     "no shaping": {"shape": False},
+    "no level (amplitude not evened out)": {"level": False},
     "with the separators": {"add": ("separator_ecg", "separator_ppg")},
     "one vote per source (no families)": {"families": False},
     "ECG only": {"kind": "ecg"},

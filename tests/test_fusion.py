@@ -40,7 +40,7 @@ def test_quality_separates_breathing_from_noise():
 
 def test_fusing_copies_returns_the_source():
     x = breathing(600) * 3.0 + 0.2
-    r = fuse({"a": x, "b": x.copy(), "c": x.copy()}, FS, shape=False)
+    r = fuse({"a": x, "b": x.copy(), "c": x.copy()}, FS, shape=False, level=False)
     np.testing.assert_allclose(r.wave, np.clip((x - np.median(x)) / robust_scale(x), -5, 5), atol=1e-9)
     np.testing.assert_allclose(r.weights, 1 / 3, atol=1e-12)
     assert (r.flag == "ok").all() and (r.confidence > 0.5).all()
@@ -104,6 +104,27 @@ def test_a_family_of_sources_gets_one_vote():
     # a family of one, or no families at all, changes nothing
     single = fuse(waves, FS, families={k: k for k in waves})
     np.testing.assert_array_equal(single.wave, per_source.wave)
+
+
+def test_level_evens_weak_breaths_but_keeps_a_pause():
+    x = breathing(900, seed=12)
+    t = np.arange(x.size) / FS
+    env = np.ones_like(x)
+    env[(t >= 300) & (t < 420)] = 0.4    # shallow breaths (or sources partly cancelling)
+    env[(t >= 600) & (t < 720)] = 0.02   # a pause: no breathing
+    y = x * env + 0.002 * noise(900, seed=13)
+    flat = fuse({"a": y}, FS, level=False).wave
+    lev = fuse({"a": y}, FS).wave
+
+    def rms(w, a, b):
+        return float(np.sqrt(np.nanmean(w[int(a * FS):int(b * FS)] ** 2)))
+
+    # shallow breaths are brought to the typical size...
+    assert rms(flat, 330, 390) < 0.5 * rms(flat, 100, 250)
+    assert 0.8 < rms(lev, 330, 390) / rms(lev, 100, 250) < 1.25
+    # ...but the gain is bounded: the pause stays far below a breath
+    assert rms(lev, 630, 690) < 0.15 * rms(lev, 100, 250)
+    np.testing.assert_allclose(rms(lev, 100, 250), rms(flat, 100, 250), rtol=0.1)  # typical level kept
 
 
 def test_gaps_and_windows():
