@@ -62,6 +62,8 @@ class TrainConfig:
     val_every : validate every N optimiser steps (0 = after every epoch); the kept checkpoint is
     the validation point with the best metric, at step granularity.
     time_budget_min : stop cleanly (validate, save) after this many minutes of training (0 = no limit).
+    max_steps : stop cleanly (validate, save) after this many optimiser steps of the whole run (0 =
+    no limit): the machine-independent way to repeat a run that a time budget stopped.
     clip_percentile : robust scaling: percent of each segment's samples clipped at either end
     before min-max scaling (0 = plain min-max; recorded in the checkpoint, applied at extraction).
     bn_recalibrate : before every validation, recompute the encoders' BatchNorm running statistics
@@ -108,6 +110,7 @@ class TrainConfig:
     init: str = ""
     val_every: int = 0
     time_budget_min: float = 0.0
+    max_steps: int = 0
     clip_percentile: float = 0.0
     bn_recalibrate: int = 0
     model: dict = field(default_factory=dict)
@@ -627,7 +630,8 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
                 raise _Interrupt(f"stopped after {step_here} steps")
             gstep = epoch * steps_per_epoch + s + 1  # optimiser steps done in the whole run
             end_of_epoch = s == steps_per_epoch - 1
-            over = budget_s > 0 and _agree(time.perf_counter() - t_run >= budget_s, world)
+            over = (budget_s > 0 and _agree(time.perf_counter() - t_run >= budget_s, world)) or (
+                0 < cfg.max_steps <= gstep)
             do_val = (over or (cfg.val_every > 0 and gstep % cfg.val_every == 0)
                       or (end_of_epoch and (cfg.val_every <= 0 or epoch == cfg.epochs - 1)))
             if (do_val or end_of_epoch) and rank == 0:
@@ -658,7 +662,9 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
                 if progress and entry is not None:
                     progress("epoch", entry=entry, improved=improved or val is None)
             if over:
-                quiet_log(f"time budget of {cfg.time_budget_min:g} min reached at step {gstep}")
+                why = (f"{cfg.max_steps} steps" if 0 < cfg.max_steps <= gstep
+                       else f"time budget of {cfg.time_budget_min:g} min")
+                quiet_log(f"{why} reached at step {gstep}")
                 stop = True
                 break
         if stop:

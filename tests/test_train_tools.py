@@ -116,6 +116,13 @@ def test_time_budget_stops_cleanly(tmp_path):
     assert ck["next_step"] == 1 and ck["epoch"] == 0
 
 
+def test_max_steps_stops_cleanly(tmp_path):
+    s = train(tiny_cfg(tmp_path, epochs=50, max_steps_per_epoch=3, max_steps=4), log=_quiet)
+    assert s["history"][-1]["step"] == 4
+    ck = torch.load(tmp_path / "m.last.pt", weights_only=True)
+    assert ck["epoch"] == 1 and ck["next_step"] == 1  # stopped after the first step of the second epoch
+
+
 def test_reconstruction_references_order():
     from resp_sep.losses import reconstruction_references
 
