@@ -42,6 +42,7 @@ answered with ``None`` and the caller runs the whole-array path, which gives the
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 import threading
 import warnings
 from dataclasses import dataclass
@@ -446,6 +447,24 @@ def _keep_core(beg, end, peak, c0, c1, r0, n_total):
     return g[keep], np.where(end[keep] >= 0, end[keep] + r0, -1), np.where(peak[keep] >= 0, peak[keep] + r0, -1)
 
 
+@contextmanager
+def _opened(rec, label: str, index: int):
+    """``(fs, reader, spill file, channel statistics)`` of one channel, checked as the whole-array sources
+    check it; the reader and the spill file are closed on the way out, whatever happens."""
+    fs = float(rec.channel(label).fs)
+    rd = _open_reader(rec, label, index)
+    spill = None
+    try:
+        spill = _Spill()
+        st = _channel_stats(rd, 1 << 18)
+        _check_like_sources(st, rd.n, fs)
+        yield fs, rd, spill, st
+    finally:
+        if spill is not None:
+            spill.close()
+        rd.close()
+
+
 # -------------------------------------------------------------------------------------------- ECG
 
 
@@ -454,14 +473,8 @@ def _ecg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
     import neurokit2 as nk
     from scipy.ndimage import uniform_filter1d
 
-    fs = float(rec.channel(label).fs)
-    rd = _open_reader(rec, label, index)
-    spill = None
-    try:
-        spill = _Spill()
+    with _opened(rec, label, index) as (fs, rd, spill, st):
         n = rd.n
-        st = _channel_stats(rd, 1 << 18)
-        _check_like_sources(st, n, fs)
         n_grid = _n_out(n, fs)
         fs_c = min(fs, MAX_ECG_FS)
         clean_src = None
@@ -518,10 +531,6 @@ def _ecg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
             y = fit_length(np.concatenate(grid_parts), n_grid)
             outputs["ecg_baseline"] = SourceOutput("ecg_baseline", "ecg", _bandpass(y, GRID_FS))
         return {k: outputs[k] for k in names if k in outputs}, failures, n / fs, r_peaks
-    finally:
-        if spill is not None:
-            spill.close()
-        rd.close()
 
 
 def _grid_range(c0: int, c1: int, n_c: int, n_out: int) -> tuple[int, int]:
@@ -568,14 +577,8 @@ def _ppg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
     import neurokit2 as nk
     from scipy.ndimage import uniform_filter1d
 
-    fs = float(rec.channel(label).fs)
-    rd = _open_reader(rec, label, index)
-    spill = None
-    try:
-        spill = _Spill()
+    with _opened(rec, label, index) as (fs, rd, spill, st):
         n = rd.n
-        st = _channel_stats(rd, 1 << 18)
-        _check_like_sources(st, n, fs)
         n_grid = _n_out(n, fs)
         fs_p = min(fs, PPG_FS)
         src = _Resampled(rd, n, fs, fs_p, st.median)
@@ -629,10 +632,6 @@ def _ppg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
             y = fit_length(np.concatenate(grid_parts), n_grid)
             outputs["ppg_baseline"] = SourceOutput("ppg_baseline", "ppg", _bandpass(y, GRID_FS))
         return {k: outputs[k] for k in names if k in outputs}, failures, n / fs, (peaks / fs_p, amp)
-    finally:
-        if spill is not None:
-            spill.close()
-        rd.close()
 
 
 def _feet(spill: _Spill, peaks: np.ndarray, block: int) -> np.ndarray:
