@@ -525,12 +525,20 @@ def _ecg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
             raise NotBlockwise("too few beats: the whole path tries another detector")
         ctx = _GridContext(np.zeros(0), fs, "ecg", path=path)
         ctx.set(n, n_grid, r_peaks=r_peaks, clean_ecg=(_SpilledClean(spill), fs_c))
-        heur = [m for m in names if m not in BASELINES]
-        outputs, failures = compute_sources(heur, ctx)
-        if base is not None:
-            y = fit_length(np.concatenate(grid_parts), n_grid)
-            outputs["ecg_baseline"] = SourceOutput("ecg_baseline", "ecg", _bandpass(y, GRID_FS))
-        return {k: outputs[k] for k in names if k in outputs}, failures, n / fs, r_peaks
+        outputs, failures = _grid_sources(ctx, names, grid_parts if base is not None else None, n_grid)
+        return outputs, failures, n / fs, r_peaks
+
+
+def _grid_sources(ctx, names: list[str], baseline_parts: list | None, n_grid: int):
+    """The requested sources of a block-wise channel: the beat-derived ones computed from ``ctx`` by the
+    whole-array code, the baseline (``ctx.kind + "_baseline"``) assembled from its 10-Hz block parts
+    (None: not requested); returns (outputs in the order of ``names``, failures)."""
+    outputs, failures = compute_sources([m for m in names if m not in BASELINES], ctx)
+    if baseline_parts is not None:
+        name = f"{ctx.kind}_baseline"
+        y = fit_length(np.concatenate(baseline_parts), n_grid)
+        outputs[name] = SourceOutput(name, ctx.kind, _bandpass(y, GRID_FS))
+    return {k: outputs[k] for k in names if k in outputs}, failures
 
 
 def _grid_range(c0: int, c1: int, n_c: int, n_out: int) -> tuple[int, int]:
@@ -626,12 +634,8 @@ def _ppg(rec, label: str, index: int, names: list[str], path: str, block_s: floa
         amp = spill.take(peaks[:, None])[:, 0] - feet
         ctx = _GridContext(np.zeros(0), fs, "ppg", path=path)
         ctx.set(n, n_grid, ppg_beats=(peaks / fs_p, amp))
-        heur = [m for m in names if m not in BASELINES]
-        outputs, failures = compute_sources(heur, ctx)
-        if base is not None:
-            y = fit_length(np.concatenate(grid_parts), n_grid)
-            outputs["ppg_baseline"] = SourceOutput("ppg_baseline", "ppg", _bandpass(y, GRID_FS))
-        return {k: outputs[k] for k in names if k in outputs}, failures, n / fs, (peaks / fs_p, amp)
+        outputs, failures = _grid_sources(ctx, names, grid_parts if base is not None else None, n_grid)
+        return outputs, failures, n / fs, (peaks / fs_p, amp)
 
 
 def _feet(spill: _Spill, peaks: np.ndarray, block: int) -> np.ndarray:

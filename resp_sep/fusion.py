@@ -644,24 +644,18 @@ def _level(wave: np.ndarray, fs: float) -> np.ndarray:
     ok = np.isfinite(wave)
     if ok.sum() < 2:
         return wave
+    from scipy.ndimage import uniform_filter1d
+
     x = np.where(ok, wave, 0.0)
-    rms = np.sqrt(_moving_mean(x * x, ok, max(1, int(round(LEVEL_S * fs)))))
+    # mean power over the valid samples of a centred LEVEL_S window (shorter at the ends: zeros outside)
+    m = max(1, int(round(LEVEL_S * fs)))
+    power = uniform_filter1d(x * x, m, mode="constant")
+    count = uniform_filter1d(ok.astype(np.float64), m, mode="constant")
+    rms = np.sqrt(np.where(count > 0, power / np.where(count > 0, count, 1), 0.0))
     typical = float(np.median(rms[ok]))
     if not typical > 0:
         return wave
     return np.where(ok, x * (typical / np.maximum(rms, typical / MAX_GAIN)), np.nan)
-
-
-def _moving_mean(v: np.ndarray, ok: np.ndarray, m: int) -> np.ndarray:
-    """Centred moving mean of ``v`` over the ``ok`` samples of an ``m``-sample window (shorter at the ends)."""
-    h = m // 2
-    vp = np.pad(np.where(ok, v, 0.0), (h, m - 1 - h))
-    cp = np.pad(ok.astype(np.float64), (h, m - 1 - h))
-    cs_v = np.concatenate(([0.0], np.cumsum(vp)))
-    cs_c = np.concatenate(([0.0], np.cumsum(cp)))
-    num = cs_v[m:] - cs_v[:-m]
-    den = cs_c[m:] - cs_c[:-m]
-    return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
 
 
 def _one_vote_per_family(base: np.ndarray, family: list[str]) -> np.ndarray:
