@@ -157,8 +157,29 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise RespSepError(f"unknown config keys: {', '.join(unknown)}", str(path), exit_code=2)
+        for key, value in data.items():  # a wrong type would otherwise fail minutes later, mid-training
+            want = _scalar_type(cls.__dataclass_fields__[key].default)
+            if want is not None and not _is(value, want):
+                raise RespSepError(f"config key {key!r} must be {want.__name__}, got {value!r}", str(path),
+                                   exit_code=2)
         data.update(overrides)
         return cls(**data)
+
+
+def _scalar_type(default) -> type | None:
+    """The type a config key with this default must have (None: not a plain scalar, not checked here)."""
+    for t in (bool, int, float, str):
+        if type(default) is t:
+            return t
+    return None
+
+
+def _is(value, want: type) -> bool:
+    if want is float:  # TOML writes 8 for 8.0
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if want is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, want)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -123,6 +123,19 @@ def test_max_steps_stops_cleanly(tmp_path):
     assert ck["epoch"] == 1 and ck["next_step"] == 1  # stopped after the first step of the second epoch
 
 
+def test_config_value_of_the_wrong_type_is_a_usage_error(tmp_path):
+    from resp_sep.errors import RespSepError
+
+    p = tmp_path / "c.toml"
+    p.write_text('inputs = ["x"]\nsignal = "ppg"\nmax_steps = "many"\n')
+    with pytest.raises(RespSepError, match="max_steps.*int") as e:
+        TrainConfig.from_toml(p)
+    assert e.value.exit_code == 2
+    p.write_text('inputs = ["x"]\nsignal = "ppg"\ntime_budget_min = 8\nmax_steps = 782\n')
+    cfg = TrainConfig.from_toml(p)  # an integer where a float is expected is fine
+    assert cfg.time_budget_min == 8 and cfg.max_steps == 782
+
+
 def test_reconstruction_references_order():
     from resp_sep.losses import reconstruction_references
 
