@@ -308,6 +308,55 @@ def read_recording(path: str | os.PathLike) -> Recording:
     return rec
 
 
+# ------------------------------------------------------------------------------------------ arrays
+
+
+def recording_from_arrays(signals: dict, *, name: str = "<arrays>", units: dict | None = None,
+                          start_time: _dt.datetime | None = None) -> Recording:
+    """A recording held in memory: the same :class:`Recording` the file readers give, for the Python API.
+
+    Parameters
+    ----------
+    signals : dict
+        ``label -> (samples, fs)``: a 1-D array (any real dtype; NaN marks missing samples) and its
+        sampling rate (Hz). Labels decide the roles as for files (``"ECG"``, ``"PPG"``, ...).
+    name : str
+        Shown in messages where a file name would be.
+    units : dict, optional
+        ``label -> unit`` (default: none).
+    start_time : datetime, optional
+
+    Raises
+    ------
+    InputError
+        No signals, a signal that is not 1-D or is empty, an absurd sampling rate.
+    """
+    units = units or {}
+    channels = []
+    for i, (label, spec) in enumerate(signals.items()):
+        try:
+            x, fs = spec
+        except (TypeError, ValueError):
+            raise InputError(f"signal '{label}' must be given as (samples, fs)", name) from None
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 1 or x.size == 0:
+            raise InputError(f"signal '{label}' must be a non-empty 1-D array (shape {x.shape})", name)
+        try:
+            fs = float(fs)
+        except (TypeError, ValueError):
+            raise InputError(f"signal '{label}': sampling rate {fs!r} is not a number", name) from None
+        if not (np.isfinite(fs) and MIN_FS <= fs <= MAX_FS):
+            raise InputError(f"signal '{label}' has an absurd sampling rate ({fs:g} Hz)", name)
+        x.setflags(write=False)  # the caller's samples are read, never changed
+        channels.append(Channel(label=str(label), fs=fs, unit=str(units.get(label, "")), n_samples=int(x.size),
+                                index=i, _loader=(lambda x=x: x), path=name,
+                                _block_opener=(lambda x=x, lab=str(label): ChannelBlocks(
+                                    lambda a, n: x[a:a + n], lambda: None, lab, name))))
+    if not channels:
+        raise InputError("no signals given", name)
+    return Recording(path=Path(name), format="arrays", channels=channels, start_time=start_time)
+
+
 # --------------------------------------------------------------------------------------------- EDF
 
 
