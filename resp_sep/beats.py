@@ -93,7 +93,7 @@ def most_prominent(x: np.ndarray, beg: np.ndarray, end: np.ndarray) -> np.ndarra
     SciPy's (plateaus strictly above both neighbours inside the segment, at their midpoint), each
     peak's prominence is its height minus the higher of the lowest points on either side before
     the segment's end or a higher sample (``x[peak] - max(left_min, right_min)``, SciPy's
-    arithmetic), ties go to the first peak. Equal to the loop (tests/test_blockwise.py).
+    arithmetic), ties go to the first peak. Equal to the loop (tests/test_beats.py).
     """
     import scipy.signal
 

@@ -215,10 +215,19 @@ class SignalContext:
     @property
     def notes(self) -> list[str]:
         """What the user should know about how this channel was read (a polarity flip, memory)."""
+        out = []
+        st = self._cache.get("stats")
+        if st is not None and not isinstance(st, RespSepError):
+            what = f"{self.kind.upper()} '{self.channel.label}'"
+            if st.n_flat:
+                out.append(f"{what}: {_minutes(st.n_flat / st.fs)} of constant signal (lead off or sensor "
+                           f"disconnected?) marked missing")
+            if st.n_finite < st.n:
+                out.append(f"{what}: {_minutes((st.n - st.n_finite) / st.fs)} of missing samples marked missing")
         b = self._cache.get("beats")
         if b is None or isinstance(b, RespSepError):
-            return []
-        out = list(b.notes)
+            return out
+        out.extend(b.notes)
         if getattr(b, "inverted", False):
             out.append(f"{self.kind.upper()} '{self.channel.label}' read inverted (its QRS complexes point down)")
         if getattr(b, "detector", "neurokit") != "neurokit":
@@ -231,6 +240,10 @@ class SignalContext:
         if b is not None and not isinstance(b, RespSepError) and hasattr(b.clean if hasattr(b, "clean") else None,
                                                                           "close"):
             b.clean.close()
+
+
+def _minutes(s: float) -> str:
+    return f"{s:.1f} s" if s < 60 else f"{s / 60:.1f} min"
 
 
 def _gap_runs(times_s: np.ndarray, n: int, fs: float) -> np.ndarray:
