@@ -48,10 +48,9 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/respsep-bench-stages.csv")
     args = ap.parse_args()
     _mark("python started")
-    import neurokit2  # noqa: F401 - timed on its own: the NeuroKit2 pipeline pays it too
-    import scipy.signal  # noqa: F401
+    import scipy.signal  # noqa: F401 - timed on its own
 
-    _mark("imported neurokit2, scipy.signal")
+    _mark("imported scipy.signal")
     import resp_sep.beats as B
     import resp_sep.chunks as C
     import resp_sep.fusion as F

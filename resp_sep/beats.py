@@ -6,7 +6,7 @@ margins (:mod:`resp_sep.chunks`), cleaned, and written to a temporary file (:cla
 from which the per-beat values are read back.
 
 ECG (:func:`ecg_beats`)
-    NeuroKit2 ``ecg_clean`` (method ``neurokit``) at no more than :data:`MAX_ECG_FS`, then its
+    NeuroKit2 ``ecg_clean`` (method ``neurokit``; :mod:`resp_sep.filters`) at no more than :data:`MAX_ECG_FS`, then its
     ``neurokit`` QRS detector, re-implemented around its only whole-recording quantity (QRS
     candidates shorter than 0.4 x the *recording's* mean candidate length are dropped):
     candidates (start, end and most prominent peak, NeuroKit2's own ``scipy.signal.find_peaks``
@@ -25,7 +25,7 @@ ECG polarity
     (cleaning and resampling are linear, and the candidates of both signs are computed in the one
     pass), so an inverted recording gives the same beats and sources, bit for bit, as the upright one.
 PPG (:func:`ppg_beats`)
-    NeuroKit2 ``ppg_clean`` at :data:`PPG_FS` and Elgendi's systolic-peak detector (``ppg_findpeaks``),
+    NeuroKit2 ``ppg_clean`` (method ``elgendi``; :mod:`resp_sep.filters`) at :data:`PPG_FS` and Elgendi's systolic-peak detector (``ppg_findpeaks``),
     whose threshold adds 2 % of the *recording's* mean squared PPG: the cleaned PPG is written
     block by block in a first pass, the peaks are found in a second. Pulse amplitude: peak minus
     the lowest point since the previous peak.
@@ -33,7 +33,6 @@ PPG (:func:`ppg_beats`)
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -51,12 +50,6 @@ PPG_FS = 100.0
 MIN_BEATS_PER_MIN = 20.0
 #: window (s) of the polarity test: at least one heart beat in each
 POLARITY_WINDOW_S = 2.0
-
-
-def _quiet(fn, *a, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*a, **kw)
 
 
 # ------------------------------------------------------------------------------------- candidates
@@ -361,8 +354,9 @@ def ecg_beats(ch, st, *, path: str | None = None, grid_fs: float | None = None, 
     InputError
         No heart beats found.
     """
-    import neurokit2 as nk
     from scipy.ndimage import uniform_filter1d
+
+    from resp_sep.filters import ecg_clean
 
     fs, n = st.fs, st.n
     rd = Bridged(ch, st)
@@ -388,7 +382,7 @@ def ecg_beats(ch, st, *, path: str | None = None, grid_fs: float | None = None, 
         for i, (c0, c1, r0, r1) in enumerate(blocks(n_c, block, margin, cancel)):
             rd.prefetch(*(clean_src.inputs(r0, r1) if clean_src is not None else (r0, r1)))
             x = clean_src(r0, r1) if clean_src is not None else rd(r0, r1)
-            s = np.asarray(_quiet(nk.ecg_clean, x, sampling_rate=fs_c), dtype=float)
+            s = ecg_clean(x, fs_c)
             spill.append(s[c0 - r0:c1 - r0])
             # NeuroKit2's `neurokit` QRS candidates (ecg_findpeaks._ecg_findpeaks_neurokit): the
             # gradient's magnitude does not depend on the sign, the most prominent peak does
@@ -478,8 +472,9 @@ def ppg_beats(ch, st, *, path: str | None = None, grid_fs: float | None = None, 
     InputError
         No pulses found.
     """
-    import neurokit2 as nk
     from scipy.ndimage import uniform_filter1d
+
+    from resp_sep.filters import ppg_clean
 
     fs, n = st.fs, st.n
     rd = Bridged(ch, st)
@@ -495,7 +490,7 @@ def ppg_beats(ch, st, *, path: str | None = None, grid_fs: float | None = None, 
         n_blocks = -(-n_p // block)
         for i, (c0, c1, r0, r1) in enumerate(blocks(n_p, block, margin, cancel)):
             rd.prefetch(*src.inputs(r0, r1))
-            s = np.asarray(_quiet(nk.ppg_clean, src(r0, r1), sampling_rate=fs_p), dtype=float)
+            s = ppg_clean(src(r0, r1), fs_p)
             core = s[c0 - r0:c1 - r0]
             spill.append(core)
             sq_sum += float(np.sum(np.where(core > 0, core, 0.0) ** 2))

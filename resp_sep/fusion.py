@@ -314,8 +314,10 @@ def _fuse_windows(X: np.ndarray, starts: np.ndarray, length: int, weights: np.nd
             acc[a:a + length] += tw * np.where(ok, seg, 0.0)
             wsum[a:a + length] += tw
             fused_conc[w] = conc[j]
-    wave = np.where(wsum > 0, acc / np.where(wsum > 0, wsum, 1), np.nan)
-    return wave, signs, lags, fused_conc
+    pos = wsum > 0
+    np.divide(acc, wsum, out=acc, where=pos)  # in place: the same numbers, one grid-length array fewer
+    acc[~pos] = np.nan
+    return acc, signs, lags, fused_conc
 
 
 def _combine_block(X: np.ndarray, a: np.ndarray, length: int, weights: np.ndarray, lag_lim: np.ndarray,
@@ -540,15 +542,24 @@ def _level(wave: np.ndarray, fs: float) -> np.ndarray:
     from scipy.ndimage import uniform_filter1d
 
     x = np.where(ok, wave, 0.0)
-    # mean power over the valid samples of a centred LEVEL_S window (shorter at the ends: zeros outside)
+    # mean power over the valid samples of a centred LEVEL_S window (shorter at the ends: zeros outside);
+    # computed in place (the same arithmetic: a 48-h night's grid is 14 MB per array)
     m = max(1, int(round(LEVEL_S * fs)))
-    power = uniform_filter1d(x * x, m, mode="constant")
+    rms = uniform_filter1d(x * x, m, mode="constant")
     count = uniform_filter1d(ok.astype(np.float64), m, mode="constant")
-    rms = np.sqrt(np.where(count > 0, power / np.where(count > 0, count, 1), 0.0))
+    pos = count > 0
+    np.divide(rms, count, out=rms, where=pos)
+    del count
+    rms[~pos] = 0.0
+    np.sqrt(rms, out=rms)
     typical = float(np.median(rms[ok]))
     if not typical > 0:
         return wave
-    return np.where(ok, x * (typical / np.maximum(rms, typical / MAX_GAIN)), np.nan)
+    np.maximum(rms, typical / MAX_GAIN, out=rms)
+    np.divide(typical, rms, out=rms)
+    np.multiply(x, rms, out=x)
+    x[~ok] = np.nan
+    return x
 
 
 def _one_vote_per_family(base: np.ndarray, family: list[str]) -> np.ndarray:

@@ -13,7 +13,9 @@ detection. :func:`fixpeaks_kubios` computes the same thing with those loops as a
 * the rolling quartiles (over 91 beats) and median (over 11) are pandas' centred rolling
   ``quantile``/``median`` (``min_periods=1``) computed from sorted windows with pandas' arithmetic
   (linear interpolation ``lo + (hi - lo) * fraction``; the mean of the two middle values);
-* the correction itself is NeuroKit2's own function.
+* the correction (delete extra beats, insert missed ones, move ectopic and long/short ones to the
+  middle of their neighbours) is NeuroKit2's ``_correct_artifacts``, reproduced here step for step
+  (:func:`_correct`) so that extraction does not import NeuroKit2.
 
 ``tests/test_kubios.py`` compares it with ``nk.signal_fixpeaks`` on real and artefact-laden beat series.
 """
@@ -39,19 +41,64 @@ def fixpeaks_kubios(peaks: np.ndarray, sampling_rate: float) -> np.ndarray:
     -------
     numpy.ndarray, shape (m,)
     """
-    from neurokit2.signal.signal_fixpeaks import _correct_artifacts
-
     peaks = np.asarray(peaks)
     artifacts = _find_artifacts(peaks, sampling_rate)
-    clean = _correct_artifacts(artifacts, peaks)
+    clean = _correct(artifacts, peaks)
     n_now = sum(len(v) for v in artifacts.values())
     while True:  # until the number of artefacts stops decreasing, as NeuroKit2's iterative mode
         new = _find_artifacts(clean, sampling_rate)
         n_prev, n_now = n_now, sum(len(v) for v in new.values())
         if n_now >= n_prev:
             break
-        clean = _correct_artifacts(new, clean)
+        clean = _correct(new, clean)
     return clean
+
+
+def _correct(artifacts: dict[str, list[int]], peaks: np.ndarray) -> np.ndarray:
+    """NeuroKit2's ``_correct_artifacts``: the same steps, the same arithmetic (tests/test_kubios.py).
+
+    Extra beats are deleted and missed ones inserted first; the other lists' indices follow each
+    deletion or insertion; then ectopic and long/short beats move to the middle of their neighbours.
+    """
+    extra, missed = artifacts["extra"], artifacts["missed"]
+    ectopic, longshort = artifacts["ectopic"], artifacts["longshort"]
+    if extra:
+        peaks = np.delete(peaks.copy(), extra)
+        missed, ectopic, longshort = (_shift(extra, v, -1) for v in (missed, ectopic, longshort))
+    if missed:
+        peaks = _insert_missed(missed, peaks)
+        ectopic, longshort = (_shift(missed, v, 1) for v in (ectopic, longshort))
+    if ectopic:
+        peaks = _move_to_middle(ectopic, peaks)
+    if longshort:
+        peaks = _move_to_middle(longshort, peaks)
+    return peaks
+
+
+def _shift(source: list[int], update: list[int], step: int) -> list[int]:
+    """For each index in ``source``, move the indices of ``update`` above it by ``step`` (then unique, sorted)."""
+    if not update:
+        return update
+    for s in source:
+        update = [u + step if u > s else u for u in update]
+    return list(np.unique(update))
+
+
+def _insert_missed(idx: list[int], peaks: np.ndarray) -> np.ndarray:
+    i = np.array(idx)
+    i = i[(i > 1) & (i < len(peaks))]
+    prev, nxt = peaks[[k - 1 for k in i]], peaks[i]
+    return np.insert(peaks.copy(), i, prev + (nxt - prev) / 2)
+
+
+def _move_to_middle(idx: list[int], peaks: np.ndarray) -> np.ndarray:
+    i = np.array(idx)
+    i = i[(i > 1) & (i < len(peaks) - 1)]
+    prev, nxt = peaks[[k - 1 for k in i]], peaks[[k + 1 for k in i]]
+    moved = prev + (nxt - prev) / 2
+    out = np.concatenate((np.delete(peaks.copy(), i), moved)).astype(int)
+    out.sort(kind="mergesort")
+    return out
 
 
 def _find_artifacts(peaks: np.ndarray, sampling_rate: float) -> dict[str, list[int]]:

@@ -243,11 +243,12 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     """Respiration of one recording by ``opts.method`` on ``opts.signal``.
 
     Every input channel takes the same path, whatever its format and length: one reading pass
-    (:func:`resp_sep.chunks.scan`) and the input checks, then its sources block by block
-    (:class:`resp_sep.sources.SignalContext`: beats, per-beat values, baseline; the separator
-    streamed segment by segment). Memory does not grow with the recording beyond the 10-Hz
-    sources. With ECG and PPG, the PPG runs in a second thread (most of the work is in numpy and
-    SciPy, which release the GIL) when the thread budget allows.
+    (:func:`resp_sep.chunks.scan`) and the input checks, then its beats block by block
+    (:mod:`resp_sep.beats`), then its sources (:class:`resp_sep.sources.SignalContext`: per-beat
+    values, baseline; the separator streamed segment by segment). Memory does not grow with the
+    recording beyond the 10-Hz sources. With ECG and PPG, the PPG's reading pass and beats run in
+    a second thread (most of the work is in numpy and SciPy, which release the GIL) when the
+    thread budget allows; the sources are then computed one input after the other.
 
     Parameters
     ----------
@@ -367,9 +368,10 @@ def _run_inputs(contexts: dict, wanted: dict, path: str, cancel) -> dict:
     its current block and is raised."""
     import threading
 
-    from resp_sep.parallel import budget
+    from resp_sep.parallel import budget, release_memory
 
     def one(kind: str):
+        """The heavy part, in parallel: the reading pass, the checks, the beats (block by block)."""
         ctx = contexts[kind]
         try:
             st = ctx.stats
@@ -379,7 +381,13 @@ def _run_inputs(contexts: dict, wanted: dict, path: str, cancel) -> dict:
         if st.duration_s < MIN_DURATION_S:
             raise InputError(f"recording too short: {st.duration_s:.1f} s of {kind.upper()}, respsep needs at "
                              f"least {MIN_DURATION_S:.0f} s", path)
-        return compute_sources(wanted[kind], ctx)
+        if any(not SOURCES[n].model for n in wanted[kind]):
+            try:
+                ctx.checked()
+                ctx.r_peaks() if kind == "ecg" else ctx.ppg_beats()
+            except InputError:
+                pass  # the sources report it, each as its failure
+        return None
 
     kinds = list(contexts)
     out: dict = {}
@@ -402,6 +410,13 @@ def _run_inputs(contexts: dict, wanted: dict, path: str, cancel) -> dict:
             if "error" in box:
                 raise box["error"]
             out[kinds[1]] = box[kinds[1]]
+        # the 10-Hz sources from the beats, one input after the other: their temporaries (whole-grid
+        # interpolations and filters) do not pile up, and this part is short
+        for k in kinds:
+            if out[k] is None:
+                out[k] = compute_sources(wanted[k], contexts[k])
+                contexts[k].release()
+                release_memory()
     except BaseException:
         cancel.set()
         if worker is not None:

@@ -378,14 +378,13 @@ def _detect_breaths(y: np.ndarray, fs: float, bad: np.ndarray) -> tuple[np.ndarr
     separately: it assumes crossings alternate, which a masked stretch would break for the rest of
     the recording.
     """
-    import neurokit2 as nk
+    from resp_sep.filters import butterworth
 
     onsets, amplitudes = [np.zeros(0, int)], [np.zeros(0)]
     first, last = _runs(~bad)
     long = (last - first) >= MIN_STRETCH_S * fs
     if long.any():  # (and only then is the signal long enough to filter)
-        clean = np.asarray(nk.signal_filter(y, sampling_rate=fs, lowcut=CLEAN_BAND[0], highcut=CLEAN_BAND[1],
-                                            method="butterworth", order=2), dtype=float)
+        clean = butterworth(y, fs, lowcut=CLEAN_BAND[0], highcut=CLEAN_BAND[1], order=2)
     for a, b in zip(first[long], last[long]):
         troughs, peaks = _khodadad(clean[a:b], fs)
         onsets.append(troughs + a)
@@ -394,19 +393,60 @@ def _detect_breaths(y: np.ndarray, fs: float, bad: np.ndarray) -> tuple[np.ndarr
 
 
 def _khodadad(clean: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
-    """Troughs and the peaks that follow them (sample indices), from NeuroKit2 ``rsp_findpeaks``."""
-    import neurokit2 as nk
+    """Troughs and the peaks that follow them (sample indices): NeuroKit2 ``rsp_findpeaks(method="khodadad2018")``.
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            info = nk.rsp_findpeaks(clean, sampling_rate=fs, method="khodadad2018")
-    except (IndexError, ValueError):  # fewer than two zero crossings: no breaths at all
+    The same steps and arithmetic (tests/test_rate.py compares them): the extreme between each pair
+    of consecutive zero crossings (a maximum after a rising crossing, a minimum after a falling one;
+    the first of equal values); extrema whose swing to the next one is at most 0.3 of the median
+    swing are dropped, then those that break the alternation of peaks and troughs; the list starts
+    on a trough and ends on a peak.
+    """
+    greater, smaller = clean > 0, clean < 0
+    rise = np.flatnonzero(smaller[:-1] & greater[1:])
+    fall = np.flatnonzero(greater[:-1] & smaller[1:])
+    if rise.size == 0 or fall.size == 0:  # fewer than two crossings: no breaths at all
         return np.zeros(0, int), np.zeros(0, int)
-    troughs = np.asarray(info["RSP_Troughs"], dtype=int)
-    peaks = np.asarray(info["RSP_Peaks"], dtype=int)
-    n = min(troughs.size, peaks.size)  # sanitised to start on a trough and end on a peak
-    return troughs[:n], peaks[:n]
+    allx = np.sort(np.concatenate((rise, fall)), kind="mergesort")
+    if allx.size < 2:
+        return np.zeros(0, int), np.zeros(0, int)
+    beg, end = allx[:-1], allx[1:]
+    # maxima and minima alternate from the first crossing's kind (NeuroKit2 goes by position, not by
+    # each crossing's own kind); a maximum is the minimum of the negated signal
+    up = (np.arange(beg.size) % 2 == 0) == bool(rise[0] < fall[0])
+    seg_vals = np.where(np.repeat(up, end - beg), -clean[_ranges(beg, end)], clean[_ranges(beg, end)])
+    lens = end - beg
+    starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
+    mins = np.minimum.reduceat(seg_vals, starts)
+    # the first position of each segment's minimum (argmin's choice among equal values)
+    pos = np.flatnonzero(seg_vals == np.repeat(mins, lens))
+    seg_of = np.searchsorted(starts, pos, side="right") - 1
+    first = np.concatenate(([True], seg_of[1:] != seg_of[:-1]))
+    extrema = beg + (pos[first] - starts[seg_of[first]])
+    # outliers: swing to the next extremum at most 0.3 x the median swing
+    swing = np.abs(np.diff(clean[extrema]))
+    if swing.size == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    extrema = extrema[np.flatnonzero(swing > np.median(swing) * 0.3)]
+    amplitudes = clean[extrema]
+    d = np.sign(np.diff(amplitudes))
+    broken = np.flatnonzero((d[:-1] + d[1:]) != 0) + 1
+    extrema = np.delete(extrema, broken)
+    amplitudes = np.delete(amplitudes, broken)
+    if extrema.size < 2:
+        return np.zeros(0, int), np.zeros(0, int)
+    if amplitudes[0] > amplitudes[1]:
+        extrema = extrema[1:]
+    if amplitudes[-1] < amplitudes[-2]:
+        extrema = extrema[:-1]
+    peaks, troughs = extrema[1::2], extrema[0:-1:2]
+    n = min(troughs.size, peaks.size)
+    return troughs[:n].astype(int), peaks[:n].astype(int)
+
+
+def _ranges(beg: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The indices ``beg[i]..end[i]-1`` of every segment, concatenated."""
+    lens = end - beg
+    return np.repeat(beg - np.concatenate(([0], np.cumsum(lens)[:-1])), lens) + np.arange(lens.sum())
 
 
 def _cycles_clear_of(onsets: np.ndarray, bad: np.ndarray) -> np.ndarray:

@@ -10,7 +10,8 @@ ECG sources
     ``separator_ecg``: the multi-encoder autoencoder's respiration source (masked encoding of the
     chosen encoder, :mod:`resp_sep.separate`).
     ``ecg_rsa_<method>``: respiratory sinus arrhythmia, the band-passed instantaneous heart rate
-    (NeuroKit2 ``ecg_rsp`` for ``vangent2019``, ``charlton2016``, ``soni2019``, ``sarkar2015``).
+    (NeuroKit2 ``ecg_rsp`` for ``vangent2019``, ``charlton2016``, ``soni2019``, ``sarkar2015``;
+    :func:`resp_sep.filters.ecg_rsp`).
     ``ecg_r_amplitude``: R-wave amplitude (ECG-derived respiration, EDR).
     ``ecg_rs_amplitude``: R-to-S amplitude: the same modulation, free of baseline offsets.
     ``ecg_qrs_area``: area under the QRS complex (±50 ms around the R peak).
@@ -59,6 +60,8 @@ HR_RANGE = (25.0, 220.0)
 MAX_BEAT_GAP_S = 3.0
 #: shortest channel (s) a source is computed on
 MIN_SOURCE_S = 10.0
+#: grid samples interpolated at once (bounds the temporaries of an interpolation over a 48-h night)
+GRID_CHUNK = 1 << 16
 ECG_RSP_METHODS = ("vangent2019", "charlton2016", "soni2019", "sarkar2015")
 #: half-width (s) of the QRS area window around each R peak.
 QRS_HALF_S = 0.05
@@ -233,6 +236,13 @@ class SignalContext:
         if getattr(b, "detector", "neurokit") != "neurokit":
             out.append(f"{self.kind.upper()} R-peaks by {b.detector} (the neurokit detector found too few)")
         return out
+
+    def release(self) -> None:
+        """Drop what only the sources needed (the grid-length baseline and heart rate); keep the beats."""
+        b = self._cache.get("beats")
+        if b is not None and not isinstance(b, RespSepError):
+            b.baseline = None
+        self._cache.pop("beat_rate", None)
 
     def close(self) -> None:
         """Release the temporary file of the cleaned signal."""
@@ -421,12 +431,12 @@ def all_heuristics(x: np.ndarray, fs: float, kind: str, path: str | None = None)
 
 def _rsa(method: str):
     def fn(ctx: SignalContext) -> np.ndarray:
-        import neurokit2 as nk
+        from resp_sep.filters import ecg_rsp
 
         rate = ctx.cached("beat_rate", lambda: _beat_rate(ctx.r_peaks(), ctx.fs, ctx.n_grid))
         if not np.isfinite(rate).any():
             raise InputError("no usable beat intervals", ctx.path)
-        return np.asarray(nk.ecg_rsp(_bridge(rate), sampling_rate=GRID_FS, method=method), dtype=float)
+        return ecg_rsp(_bridge(rate), GRID_FS, method)
 
     return fn
 
@@ -636,24 +646,26 @@ def _beat_series(times_s: np.ndarray, values: np.ndarray, n_out: int) -> np.ndar
     """Per-beat values interpolated (monotone cubic) onto the grid, held constant beyond the ends."""
     from scipy.interpolate import PchipInterpolator
 
-    t_out = np.arange(n_out) / GRID_FS
     times_s, keep = np.unique(times_s, return_index=True)
     values = np.asarray(values, dtype=float)[keep]
     if times_s.size < 2:
         return np.full(n_out, values[0] if values.size else np.nan)
-    y = PchipInterpolator(times_s, values, extrapolate=False)(t_out)
-    y[t_out < times_s[0]] = values[0]
-    y[t_out > times_s[-1]] = values[-1]
+    f = PchipInterpolator(times_s, values, extrapolate=False)
+    y = np.empty(n_out)
+    for a in range(0, n_out, GRID_CHUNK):  # evaluated a chunk at a time: the same values, small temporaries
+        t = np.arange(a, min(n_out, a + GRID_CHUNK)) / GRID_FS
+        v = f(t)
+        v[t < times_s[0]] = values[0]
+        v[t > times_s[-1]] = values[-1]
+        y[a:a + t.size] = v
     return y
 
 
 def _bandpass(x: np.ndarray, fs: float, band: tuple[float, float] = RESP_BAND, order: int = 2) -> np.ndarray:
-    """Zero-phase Butterworth band-pass (NeuroKit2 ``signal_filter``)."""
-    import neurokit2 as nk
+    """Zero-phase Butterworth band-pass (NeuroKit2 ``signal_filter``, :func:`resp_sep.filters.butterworth`)."""
+    from resp_sep.filters import butterworth
 
-    x = _bridge(np.asarray(x, dtype=float))
-    return np.asarray(nk.signal_filter(x, sampling_rate=fs, lowcut=band[0], highcut=band[1], order=order),
-                      dtype=float)
+    return butterworth(_bridge(np.asarray(x, dtype=float)), fs, lowcut=band[0], highcut=band[1], order=order)
 
 
 def _nan_where(x: np.ndarray, missing: np.ndarray) -> np.ndarray:
