@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from resp_sep import blockwise
-from resp_sep.pipeline import ExtractOptions, available_inputs, extract_file, plan, respiration
+from resp_sep.api import extract_with
+from resp_sep.outputs import OutputOptions
+from resp_sep.pipeline import ExtractOptions, available_inputs, plan, respiration
 from resp_sep.sources import SOURCES, SignalContext, compute_sources
 
 #: relative tolerance of the beat-derived sources: the cleaning filters are IIR (module docstring)
@@ -92,8 +94,9 @@ def test_extraction_block_wise_equals_whole_array(nights, tmp_path, monkeypatch)
     np.testing.assert_array_equal(fa.sign, fb.sign)
     np.testing.assert_array_equal(fa.lag_s, fb.lag_s)
     np.testing.assert_array_equal(a.rates().bpm, b.rates().bpm)
-    extract_file(path, str(tmp_path / "a.csv"), dataclasses.replace(opts, rates=str(tmp_path / "ra.csv")))
-    extract_file(path, str(tmp_path / "b.csv"), dataclasses.replace(opts, stream=False, rates=str(tmp_path / "rb.csv")))
+    extract_with(path, opts, OutputOptions()).save(str(tmp_path / "a.csv"), rates=str(tmp_path / "ra.csv"))
+    extract_with(path, dataclasses.replace(opts, stream=False), OutputOptions()).save(
+        str(tmp_path / "b.csv"), rates=str(tmp_path / "rb.csv"))
     assert (tmp_path / "ra.csv").read_bytes() == (tmp_path / "rb.csv").read_bytes()
     ya = np.loadtxt(tmp_path / "a.csv", delimiter=",", skiprows=1)
     yb = np.loadtxt(tmp_path / "b.csv", delimiter=",", skiprows=1)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from conftest import make_tiny_checkpoint
 
-from resp_sep.pipeline import ExtractOptions, extract_file, respiration
+from resp_sep.api import extract_with
+from resp_sep.outputs import OutputOptions
+from resp_sep.pipeline import ExtractOptions, respiration
 from resp_sep.stream import BLOCK
 
 
@@ -39,8 +41,8 @@ def test_streamed_separator_equals_whole_array(night, tmp_path, monkeypatch):
     np.testing.assert_array_equal(a.wave, b.wave)
     assert a.channels == b.channels and a.duration_s == pytest.approx(b.duration_s)
     # and the files written are the same bytes
-    extract_file(path, str(tmp_path / "a.csv"), dataclasses.replace(opts, rates=str(tmp_path / "ra.csv")), seps)
-    extract_file(path, str(tmp_path / "b.csv"), dataclasses.replace(opts, stream=False, rates=str(tmp_path / "rb.csv")),
-                 seps)
+    extract_with(path, opts, OutputOptions(), seps).save(str(tmp_path / "a.csv"), rates=str(tmp_path / "ra.csv"))
+    extract_with(path, dataclasses.replace(opts, stream=False), OutputOptions(), seps).save(
+        str(tmp_path / "b.csv"), rates=str(tmp_path / "rb.csv"))
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
     assert (tmp_path / "ra.csv").read_bytes() == (tmp_path / "rb.csv").read_bytes()

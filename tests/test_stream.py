@@ -106,7 +106,9 @@ def test_extract_stream_refuses_what_the_whole_path_refuses():
 
 def test_extract_file_streamed_output_is_byte_identical(tmp_path):
     """``--method separator`` streams the channel; its outputs are the whole-array path's, byte for byte."""
-    from resp_sep.pipeline import ExtractOptions, extract_file
+    from resp_sep.api import extract_with
+    from resp_sep.outputs import OutputOptions
+    from resp_sep.pipeline import ExtractOptions
     from resp_sep.simulate import simulate
 
     sim = simulate(duration_s=400, fs=256, seed=3)
@@ -116,10 +118,12 @@ def test_extract_file_streamed_output_is_byte_identical(tmp_path):
                     {"label": "Pleth", "fs": 128, "unit": "a.u.", "data": sim.ppg[::2]}])
     for signal in ("ecg", "auto"):
         seps: dict = {}
-        opts = ExtractOptions(method="separator", signal=signal, device="cpu", rates=str(tmp_path / "r1.csv"))
-        a = extract_file(str(edf), str(tmp_path / "a.csv"), opts, seps)
-        b = extract_file(str(edf), str(tmp_path / "b.csv"),
-                         dataclasses.replace(opts, stream=False, rates=str(tmp_path / "r2.csv")), seps)
+        opts = ExtractOptions(method="separator", signal=signal, device="cpu")
+        a = extract_with(str(edf), opts, OutputOptions(), seps)
+        a.save(str(tmp_path / "a.csv"), rates=str(tmp_path / "r1.csv"))
+        b = extract_with(str(edf), dataclasses.replace(opts, stream=False), OutputOptions(), seps)
+        b.save(str(tmp_path / "b.csv"), rates=str(tmp_path / "r2.csv"))
+        a, b = a.info, b.info
         assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
         assert (tmp_path / "r1.csv").read_bytes() == (tmp_path / "r2.csv").read_bytes()
         assert a["duration_s"] == b["duration_s"]
