@@ -196,7 +196,15 @@ class Extraction:
         return write_outputs(res, OutputPaths(out, rates, breaths, plot))
 
     def _with_output(self, **changes) -> Extraction:
-        return Extraction(self.respiration, self.recording, self.options, dataclasses.replace(self.output, **changes))
+        out = dataclasses.replace(self.output, **changes)
+        new = Extraction(self.respiration, self.recording, self.options, out)
+        if (out.out_rate, out.window_s) == (self.output.out_rate, self.output.window_s):
+            new.__dict__.update({k: v for k, v in self.__dict__.items() if k in _CACHED})  # the same tables
+        return new
+
+
+#: cached tables of an Extraction (they depend on the respiration, ``out_rate`` and ``window_s``)
+_CACHED = ("resp", "time_s", "_rates", "breath_arrays")
 
 
 # -------------------------------------------------------------------------------------------- calls

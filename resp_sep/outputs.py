@@ -21,9 +21,10 @@ rates (:data:`RATE_COLUMNS`)
     sources with their weights). Only whole windows are made: a tail shorter than a window has no
     row (as sleep scorers drop a last partial epoch).
 breaths (:data:`BREATH_COLUMNS`)
-    One row per breath the rate counted: ``onset_s`` (inhalation onset), ``end_s`` (the next
-    onset), ``duration_s``, ``amplitude`` (onset to the next peak, in the waveform's units) and
-    ``confidence`` (of the rates window holding the onset; 0 where that window has no rate).
+    One row per breath the rate found: ``onset_s`` (inhalation onset), ``end_s`` (the next onset)
+    and ``duration_s`` where the rate counted the cycle (empty before a pause, a gap or the end),
+    ``amplitude`` (onset to the next peak, in the waveform's units) and ``confidence`` (of the
+    rates window holding the onset; 0 where that window has no rate).
 """
 
 from __future__ import annotations
@@ -149,20 +150,35 @@ def rate_table(resp, window_s: float = 60.0):
 
 
 def breath_table(rates, rows: list[dict], resp, window_s: float) -> dict[str, np.ndarray]:
-    """The breaths the rate counted, one per row (columns :data:`BREATH_COLUMNS`, arrays of shape (n_breaths,)).
+    """The breaths the rate found, one per row (columns :data:`BREATH_COLUMNS`, arrays of shape (n_breaths,)).
 
-    ``confidence`` is that of the rates window holding the onset (``rows``); a breath in the tail
-    after the last whole window gets the fusion's confidence over that tail.
+    A breath is an inhalation onset the rate detected (:func:`resp_sep.rate.breathing_rate`),
+    except ripples (smaller than :data:`resp_sep.rate.MIN_REL_AMPLITUDE` of the recording's median
+    breath, which the rate does not count either). ``end_s`` (the next onset) and ``duration_s``
+    are known where the rate counted the cycle (1-15 s, no unusable sample); NaN where it did not:
+    before a pause, a gap or the end of the recording. ``confidence`` is that of the rates window
+    holding the onset (``rows``); a breath in the tail after the last whole window gets the
+    fusion's confidence over that tail.
     """
+    from resp_sep.rate import MIN_REL_AMPLITUDE
+
     t = np.asarray(rates.breath_times_s, dtype=float)
-    counted = np.asarray(rates.breath_counted, dtype=bool)
-    k = np.flatnonzero(counted[: max(t.size - 1, 0)])
-    onset, end = t[k], t[k + 1]
+    n = t.size
+    counted = np.zeros(n, bool)
+    c = np.asarray(rates.breath_counted, dtype=bool)[: max(n - 1, 0)]
+    counted[: c.size] = c
     amp = np.asarray(rates.breath_amplitude, dtype=float)
-    amp = amp[k] if amp.size >= t.size else np.full(k.size, np.nan)
+    amp = amp[:n] if amp.size >= n else np.full(n, np.nan)
+    keep = np.ones(n, bool)
+    if counted.any() and np.isfinite(amp[counted]).all():
+        ref = float(np.median(np.abs(amp[counted])))
+        keep = ~(np.abs(amp) < MIN_REL_AMPLITUDE * ref)  # ripples in a pause or in noise are not breaths
+    nxt = np.append(t[1:], np.nan)
+    end = np.where(counted, nxt, np.nan)[keep]
+    onset, amp = t[keep], amp[keep]
     conf_w = np.array([r["confidence"] for r in rows], dtype=float)
     w = np.floor(onset / window_s + 1e-9).astype(int)
-    conf = np.zeros(k.size)
+    conf = np.zeros(onset.size)
     inside = (w >= 0) & (w < conf_w.size)
     conf[inside] = conf_w[w[inside]]
     if (~inside).any():  # the tail after the last whole window
@@ -233,7 +249,7 @@ def write_rates_csv(path, rows: list[dict]) -> None:
 
 
 def write_breaths_csv(path, breaths: dict[str, np.ndarray]) -> None:
-    """The breaths table (:data:`BREATH_COLUMNS`) as CSV, atomically (an unknown amplitude is empty)."""
+    """The breaths table (:data:`BREATH_COLUMNS`) as CSV, atomically (an unknown end, duration or amplitude is empty)."""
     from resp_sep.writers import write_csv
 
     write_csv(path, list(BREATH_COLUMNS), [np.asarray(breaths[c], dtype=float) for c in BREATH_COLUMNS],

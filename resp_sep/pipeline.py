@@ -183,9 +183,13 @@ class ExtractOptions:
 
     def check(self) -> ExtractOptions:
         """Raise :class:`~resp_sep.errors.UsageError` (exit 2) for a bad value; normalises case; returns self."""
+        from resp_sep.errors import UsageError
         from resp_sep.options import check_choice, check_device, check_float, check_int
 
-        check_method(self.method)
+        try:
+            check_method(self.method)
+        except RespSepError as e:
+            raise UsageError(e.problem) from None
         self.signal = check_choice("--signal", self.signal, SIGNALS)
         self.device = check_device(self.device)
         check_float("--hop", self.hop_s, 0, 61.44, lo_open=True, unit="s")
