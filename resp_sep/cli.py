@@ -622,7 +622,7 @@ def eval_cmd(
     if as_json:
         _emit_json({"pooled": rows, "failed": failed, "n_records": len(results)})
     elif not quiet:
-        _print_eval(rows, per_record)
+        _print_eval(rows, per_record, window)
     with output_set() as outs:  # --csv and --plot: both or neither
         if csv_out:
             _write_eval_csv(outs.path(csv_out), rows)
@@ -649,13 +649,13 @@ def _fmt(v, d: int = 2) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
 
 
-def _print_eval(rows: list[dict], per_record: bool) -> None:
+def _print_eval(rows: list[dict], per_record: bool, window_s: float = 60.0) -> None:
     import math
 
     f = _fmt
 
     for ref in sorted({r["ref"] for r in rows}):
-        t = Table(title=f"reference: {ref}  (breaths/min, 60-s windows)", title_justify="left")
+        t = Table(title=f"reference: {ref}  (breaths/min, {window_s:g}-s windows)", title_justify="left")
         t.add_column("method", no_wrap=True, min_width=20)
         for c in ("MAE", "MAE common", "windows", "cover", "bias", "95% limits", "|r|", "recs"):
             t.add_column(c, justify="right", no_wrap=True)
@@ -666,17 +666,37 @@ def _print_eval(rows: list[dict], per_record: bool) -> None:
                       f"{f(r['loa_low'], 1)}..{f(r['loa_high'], 1)}", f(r["abs_r"]), str(r["n_records"]))
         _print_table(t)
         if per_record:
-            pr = Table(title=f"MAE per recording vs {ref}", title_justify="left")
-            methods = [x["method"] for x in rows if x["ref"] == ref]
-            pr.add_column("recording", no_wrap=True)
-            for m in methods:  # short headers: the pooled table above gives the full names
-                pr.add_column(m.replace("ecg_rsa_", "rsa_").replace("reference:", "ref:"), justify="right")
-            recs = sorted({k for x in rows if x["ref"] == ref for k in x["per_record"]})
-            for rec in recs:
-                vals = [next(x for x in rows if x["ref"] == ref and x["method"] == m)["per_record"].get(rec, float("nan"))
-                        for m in methods]
-                pr.add_row(rec, *["-" if math.isnan(v) else f"{v:.2f}" for v in vals])
-            _print_table(pr)
+            _print_per_record([x for x in rows if x["ref"] == ref], ref)
+
+
+def _print_per_record(rows: list[dict], ref: str) -> None:
+    """MAE per recording: one row per method (full names), recordings as columns, in as many tables as
+    it takes to fit the width (nothing is cut: a method name or a number lost to the width misleads)."""
+    import math
+
+    width = out.width if (out.is_terminal or os.environ.get("COLUMNS")) else 250
+    recs = sorted({k for x in rows for k in x["per_record"]})
+    name_w = max([len("method")] + [len(x["method"]) for x in rows]) + 3
+    cols, chunks, used = [], [], name_w + 1
+    for rec in recs:
+        w = max(len(rec), 5) + 3
+        if cols and used + w > width:
+            chunks.append(cols)
+            cols, used = [], name_w + 1
+        cols.append(rec)
+        used += w
+    if cols:
+        chunks.append(cols)
+    for i, part in enumerate(chunks):
+        title = f"MAE per recording vs {ref} (breaths/min)" + (f", part {i + 1} of {len(chunks)}" if len(chunks) > 1 else "")
+        t = Table(title=title, title_justify="left")
+        t.add_column("method", no_wrap=True, min_width=name_w - 3)
+        for rec in part:
+            t.add_column(rec, justify="right", no_wrap=True)
+        for x in rows:
+            vals = [x["per_record"].get(rec, float("nan")) for rec in part]
+            t.add_row(x["method"], *["-" if math.isnan(v) else f"{v:.2f}" for v in vals])
+        _print_table(t)
 
 
 def _write_eval_csv(path: str, rows: list[dict]) -> None:
