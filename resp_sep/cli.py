@@ -96,16 +96,17 @@ def _json_default(o):
 
 @app.command()
 def info(
-    files: list[str] = typer.Argument(..., help="Recordings: EDF/BDF files, WFDB records (.hea), folders or globs."),
+    files: list[str] = typer.Argument(..., help="Recordings: EDF/BDF files, WFDB records (.hea), folders, globs or sample lists."),
     channel: Optional[list[str]] = typer.Option(None, "--channel", "-c", help="Force a role: ROLE=LABEL (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Show channels, sampling rates, units, durations and detected roles of recordings."""
     from resp_sep.channels import detect_roles, parse_overrides
-    from resp_sep.io import find_recordings, read_recording
+    from resp_sep.batch import collect_inputs
+    from resp_sep.io import read_recording
 
     overrides = parse_overrides(channel)
-    paths = find_recordings(files)
+    paths = [it.path for it in collect_inputs(files)]  # files, folders, globs and sample lists
     results, failures = [], []
     for p in paths:
         try:
@@ -406,7 +407,7 @@ def extract(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Files processed in parallel (CPU)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Only this task's share of the inputs: K/N (the K-th of N, K counting from 1) or slurm (from SLURM_ARRAY_TASK_ID/_MIN/_COUNT, any --array base)."),
-    threads: int = typer.Option(0, "--threads", help="Torch CPU threads per job (0 = cores / jobs)."),
+    threads: int = typer.Option(_defaults()[0].threads, "--threads", help="Torch CPU threads per job (0 = cores / jobs)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report (one entry per file) instead of tables."),
 ) -> None:
@@ -556,19 +557,19 @@ def _warn_line(message: str) -> None:
 
 @app.command(name="eval")
 def eval_cmd(
-    recordings: list[str] = typer.Argument(..., help="Recordings with a reference channel (files, folders, globs)."),
+    recordings: list[str] = typer.Argument(..., help="Recordings with a reference channel (files, folders, globs, sample lists)."),
     ref: str = typer.Option("all", "--ref", help="Reference: thor, nasal or all."),
-    method: str = typer.Option("fusion", "--method", help="What 'respsep' is scored as: fusion (default), separator, or source name(s)."),
-    signal: str = typer.Option("auto", "--signal", "-s", help="auto (ECG and PPG when both are present), ecg, ppg or both."),
+    method: str = typer.Option(_defaults()[0].method, "--method", help="What 'respsep' is scored as: fusion (default), separator, or source name(s)."),
+    signal: str = typer.Option(_defaults()[0].signal, "--signal", "-s", help="auto (ECG and PPG when both are present), ecg, ppg or both."),
     model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Separator checkpoint(s) (default: the shipped models; ecg=PATH / ppg=PATH)."),
     pred_dir: Optional[str] = typer.Option(None, "--pred-dir", help="Score existing NAME.resp.csv outputs from this folder instead of extracting."),
     baselines: bool = typer.Option(False, "--baselines", help="Also score the fusion, the separator alone and every single source on the same windows."),
     ref_annotations: Optional[str] = typer.Option(None, "--ref-annotations", help="Also use EDF+ annotations whose label contains LABEL as breath events."),
     start: float = typer.Option(0.0, "--start", help="Score from this time (s)."),
     end: Optional[float] = typer.Option(None, "--end", help="Score up to this time (s), e.g. 270 for CinC 2015."),
-    window: float = typer.Option(60.0, "--window", help="Rate window in s."),
+    window: float = typer.Option(_defaults()[1].window_s, "--window", help="Rate window in s."),
     channel: Optional[list[str]] = typer.Option(None, "--channel", "-c", help="Force a role: ROLE=LABEL (repeatable)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option(_defaults()[0].device, "--device", help="auto, cpu or cuda."),
     per_record: bool = typer.Option(False, "--per-record", help="Also print a table of MAE per recording."),
     csv_out: Optional[str] = typer.Option(None, "--csv", help="Write the pooled and per-record results as CSV."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Write a Bland-Altman and rate-over-time figure (PNG)."),
@@ -580,7 +581,7 @@ def eval_cmd(
     from resp_sep.channels import parse_overrides
     from resp_sep.errors import ModelError
     from resp_sep.evaluate import evaluate_recording, summarise
-    from resp_sep.io import find_recordings
+    from resp_sep.batch import collect_inputs
     from resp_sep.options import check_eval
     from resp_sep.pipeline import check_method, model_signals
     from resp_sep.writers import check_outputs, output_set
@@ -590,7 +591,7 @@ def eval_cmd(
     refs = {"thor": ("thor",), "nasal": ("nasal",), "all": ("thor", "nasal")}[ref.lower()]
     signal, device = signal.lower(), device.lower()
     overrides = parse_overrides(channel)
-    paths = find_recordings(recordings)
+    paths = [it.path for it in collect_inputs(recordings)]
     check_outputs({"--csv": csv_out, "--plot": plot}, inputs=paths)
     if not pred_dir:  # a missing or broken model fails once, up front, with exit 5
         from resp_sep.checkpoint import check_model
