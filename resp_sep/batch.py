@@ -31,7 +31,7 @@ from resp_sep.outputs import OutputOptions, OutputPaths
 from resp_sep.pipeline import ExtractOptions
 
 #: a file with one of these suffixes is read as a sample list, not as a recording
-SAMPLE_LIST_SUFFIXES = (".lst", ".list", ".tsv", ".txt")
+SAMPLE_LIST_SUFFIXES = (".lst", ".list", ".tsv")
 #: the summary table in ``--out-dir`` (``respsep-summary.K-of-N.tsv`` for a shard)
 SUMMARY_NAME = "respsep-summary.tsv"
 SUMMARY_COLUMNS = ("id", "path", "status", "exit_code", "seconds", "windows_scored", "windows", "median_bpm",

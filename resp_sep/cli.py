@@ -388,7 +388,7 @@ def _shown(text) -> str:
 
 @app.command()
 def extract(
-    recordings: list[str] = typer.Argument(..., help="Recordings (EDF/BDF/WFDB, mixed), folders, globs, or sample lists (.lst/.txt/.tsv: ID<TAB>PATH or PATH per line, # comments; outputs named by ID)."),
+    recordings: list[str] = typer.Argument(..., help="Recordings (EDF/BDF/WFDB, mixed), folders, globs, or sample lists (.lst/.list/.tsv: ID<TAB>PATH or PATH per line, # comments; outputs named by ID)."),
     out_file: Optional[str] = typer.Option(None, "--out", "-o", help="Output file for a single recording (resp.csv, or resp.edf for EDF+)."),
     out_dir: Optional[str] = typer.Option(None, "--out-dir", "-d", help="Output folder for batches: ID.resp.csv per recording and the summary table respsep-summary.tsv."),
     method: str = typer.Option(_defaults()[0].method, "--method", help="fusion (default: the quality-weighted fusion of the ECG and PPG heuristic sources; the separators join it with --model), separator, a source name (docs/method.md) or a comma-separated list of sources to fuse."),

@@ -152,7 +152,7 @@ def test_two_slurm_tasks_split_a_folder_without_overlap_or_gap(cohort, tmp_path,
 
 def test_collect_inputs_mixes_lists_folders_and_files(cohort, tmp_path):
     d, paths = cohort
-    lst = tmp_path / "l.txt"
+    lst = tmp_path / "l.tsv"
     lst.write_text(f"X\t{paths['n1']}\n")
     items = collect_inputs([str(paths["n0"]), str(lst), str(d / "siteB")])
     assert [i.id for i in items] == ["night0", "X", "night2", "night3"]
@@ -243,3 +243,10 @@ def test_usage_errors_before_any_work(cohort, tmp_path, run_cli):
     os.environ.pop("SLURM_ARRAY_TASK_ID", None)
     code, _, se = run_cli(["extract", d, "--out-dir", tmp_path / "o", "--shard", "slurm"])
     assert code == EXIT_USAGE and "SLURM_ARRAY_TASK_ID" in se
+
+
+def test_a_text_file_is_not_taken_for_a_sample_list(tmp_path, run_cli):
+    """Only .lst/.list/.tsv are sample lists: notes.txt given as a recording is refused as one."""
+    (tmp_path / "notes.txt").write_text("ID\tnight.edf\n")
+    code, _, se = run_cli(["extract", tmp_path / "notes.txt", "--out", tmp_path / "r.csv"])
+    assert code == EXIT_INPUT and "notes.txt" in se and "unsupported" in se
