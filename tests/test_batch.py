@@ -250,3 +250,25 @@ def test_a_text_file_is_not_taken_for_a_sample_list(tmp_path, run_cli):
     (tmp_path / "notes.txt").write_text("ID\tnight.edf\n")
     code, _, se = run_cli(["extract", tmp_path / "notes.txt", "--out", tmp_path / "r.csv"])
     assert code == EXIT_INPUT and "notes.txt" in se and "unsupported" in se
+
+
+def test_an_interrupted_batch_leaves_an_up_to_date_summary(cohort, tmp_path, monkeypatch):
+    import resp_sep.api
+    from resp_sep.batch import BatchInterrupted
+
+    _, paths = cohort
+    real, calls = resp_sep.api.extract_with, []
+
+    def stop_on_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(resp_sep.api, "extract_with", stop_on_second)
+    with pytest.raises(BatchInterrupted) as ei:
+        extract_batch([str(paths[k]) for k in ("n0", "n1", "n2")], out_dir=str(tmp_path / "o"))
+    res = ei.value.result
+    assert res.interrupted and res.exit_code == 130 and res.not_done == 2
+    assert [r["status"] for r in _summary(tmp_path / "o")] == ["ok", "interrupted", "interrupted"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["night0.resp.csv", "respsep-summary.tsv"]
