@@ -52,13 +52,15 @@ def main() -> None:
     import scipy.signal  # noqa: F401
 
     _mark("imported neurokit2, scipy.signal")
-    import resp_sep.blockwise as B
+    import resp_sep.beats as B
+    import resp_sep.chunks as C
     import resp_sep.fusion as F
     import resp_sep.api as A
     import resp_sep.outputs as O
+    import resp_sep.pipeline as P
     import resp_sep.writers as W
 
-    for mod, name in ((B, "_ecg"), (B, "_ppg"), (B, "_channel_stats"), (B, "fixpeaks_kubios"), (B, "compute_sources"),
+    for mod, name in ((B, "ecg_beats"), (B, "ppg_beats"), (C, "scan"), (B, "fixpeaks_kubios"), (P, "compute_sources"),
                       (B, "_feet"), (F, "fuse"), (F, "_fuse_windows"), (O, "at_rate"), (W, "write_csv")):
         _wrap(mod, name)
     A.extract_file(args.recording, method=args.method).save(args.out)

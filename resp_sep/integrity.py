@@ -8,10 +8,10 @@ Where the recording is still usable - a trailing partial EDF data record, a few 
 the last WFDB frame, an EDF header giving "-1" (unknown) data records - it is read and a warning
 says what was ignored (``Recording.warnings``).
 
-EDF/BDF: the fixed and per-signal header fields are parsed here (Latin-1, as vendor files use it
-for labels such as "SpO\u2082" or "Ableitung \u00c4"), so that a file edflib refuses only for
-cosmetic reasons (a non-ASCII label, an EDF+ patient field not in EDF+ syntax, a malformed start
-date) can still be read by :class:`EdfRaw`, a small numpy reader of the same layout.
+EDF/BDF: the fixed and per-signal header fields are parsed here, once, for the one reader of their
+samples (:mod:`resp_sep.io`); text fields as Latin-1, as vendor files use it for labels such as
+"SpO\u2082" or "Ableitung \u00c4" (edflib refuses such files; respsep reads them: only numbers
+and sizes decide whether samples can be trusted).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,7 +64,7 @@ class EdfHeader:
     record_s: float
     signals: list[EdfSignal]
     start: _dt.datetime | None
-    #: the header has bytes outside printable ASCII (edflib refuses such files)
+    #: the header has bytes outside printable ASCII (edflib refuses such files; respsep reads them)
     non_ascii: bool = False
     #: the header gave -1 (unknown) data records
     unknown_records: bool = False
@@ -206,106 +205,6 @@ def _edf_start(head: bytes) -> _dt.datetime | None:
         return _dt.datetime(1900 + y if y >= 85 else 2000 + y, mo, d, h, mi, s)
     except (ValueError, UnicodeDecodeError):
         return None
-
-
-#: edflib refusals that concern only text fields, not the samples: the raw reader takes over
-COSMETIC_REFUSALS = ("label is incorrect", "transducer is incorrect", "(Physical Dimension)", "(Prefilter)",
-                     "(EDF+ Patientname)", "(EDF+ Recordingfield)", "starttime is incorrect",
-                     "startdate is incorrect", "(Number of Datarecords)")
-
-
-def raw_reader_can_take(hdr: EdfHeader, message: str) -> bool:
-    """Whether a file edflib refused with ``message`` may be read by :class:`EdfRaw` instead.
-
-    Only for refusals about text fields (or -1 data records, or non-ASCII bytes making edflib
-    report a generic format error); never for an EDF+ file whose time stamps would need edflib's
-    checks (EdfRaw checks the time-keeping annotations itself).
-    """
-    if "(Number of Datarecords)" in message and not hdr.unknown_records:
-        return False
-    if any(m in message for m in COSMETIC_REFUSALS):
-        return True
-    return hdr.non_ascii and "format errors" in message
-
-
-class EdfRaw:
-    """Numpy reader of a checked EDF/BDF file (memory-mapped; one channel at a time)."""
-
-    def __init__(self, hdr: EdfHeader):
-        self.hdr = hdr
-        if hdr.plus:
-            self._check_timekeeping()
-
-    def _records(self) -> np.ndarray:
-        h = self.hdr
-        n = h.n_records * h.record_samples * h.bytes_per_sample
-        raw = np.memmap(h.path, dtype=np.uint8, mode="r", offset=h.header_bytes, shape=(n,))
-        return raw.reshape(h.n_records, h.record_samples * h.bytes_per_sample)
-
-    def digital(self, i: int) -> np.ndarray:
-        """Digital samples of signal ``i``, shape (n_records * spr,), int32."""
-        h, s = self.hdr, self.hdr.signals[i]
-        bps = h.bytes_per_sample
-        block = np.ascontiguousarray(self._records()[:, s.offset * bps:(s.offset + s.spr) * bps]).reshape(-1)
-        if bps == 2:
-            return block.view("<i2").astype(np.int32)
-        b = block.reshape(-1, 3).astype(np.int32)
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        return np.where(v >= 1 << 23, v - (1 << 24), v)
-
-    def physical(self, i: int) -> np.ndarray:
-        """Physical samples of signal ``i`` (float64), scaled as EDF defines."""
-        s = self.hdr.signals[i]
-        gain = (s.pmax - s.pmin) / (s.dmax - s.dmin)
-        return (self.digital(i).astype(np.float64) - s.dmin) * gain + s.pmin
-
-    def annotations(self) -> list[tuple[float, float, str]]:
-        """EDF+ annotations (onset s, duration s, text), time-keeping entries left out."""
-        out = []
-        for rec in self._tal_records():
-            for onset, dur, texts in rec:
-                for t in texts[1:] if rec and (onset, dur, texts) == rec[0] else texts:
-                    if t:
-                        out.append((onset, dur, t))
-        return out
-
-    def _annotation_bytes(self) -> list[bytes]:
-        h = self.hdr
-        recs = self._records()
-        bps = h.bytes_per_sample
-        parts = [i for i, s in enumerate(h.signals) if s.is_annotation]
-        out = []
-        for r in range(h.n_records):
-            out.append(b"".join(bytes(recs[r, h.signals[i].offset * bps:(h.signals[i].offset + h.signals[i].spr) * bps])
-                                for i in parts))
-        return out
-
-    def _tal_records(self) -> list[list[tuple[float, float, list[str]]]]:
-        tal = re.compile(rb"([+-]\d+(?:\.\d*)?)(?:\x15(\d+(?:\.\d*)?))?\x14(.*?)\x14\x00", re.DOTALL)
-        out = []
-        for raw in self._annotation_bytes():
-            rec = []
-            for m in tal.finditer(raw):
-                texts = [t.decode("utf-8", errors="replace").strip() for t in m.group(3).split(b"\x14")]
-                rec.append((float(m.group(1)), float(m.group(2) or 0.0), texts))
-            out.append(rec)
-        return out
-
-    def _check_timekeeping(self) -> None:
-        """EDF+C: the first annotation of data record k is its start time, k x record duration."""
-        h = self.hdr
-        if not any(s.is_annotation for s in h.signals):
-            raise InputError("EDF+ file without an annotation signal (time-keeping is missing)", str(h.path))
-        recs = self._tal_records()
-        if not recs or not recs[0]:
-            raise InputError("EDF+ data record 1 has no time stamp", str(h.path))
-        t0 = recs[0][0][0]
-        for k, rec in enumerate(recs):
-            want = t0 + k * h.record_s
-            if not rec or abs(rec[0][0] - want) > 1e-3 + 1e-9 * abs(want):
-                got = f"{rec[0][0]:g} s" if rec else "none"
-                raise InputError(f"EDF+ time stamp of data record {k + 1} is {got}, expected {want:g} s "
-                                 f"(record duration {h.record_s:g} s): time stamps and header disagree", str(h.path))
 
 
 # -------------------------------------------------------------------------------------------- WFDB

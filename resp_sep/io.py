@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -54,9 +55,13 @@ class Annotation:
     label: str
 
 
-@dataclass
 class Channel:
-    """Metadata of one channel; samples are read on demand.
+    """One channel of a recording: its metadata, and its samples read by range on demand.
+
+    Every format reads through this one interface: ``read(start, stop)`` gives samples
+    ``start..stop-1`` in physical units (float64; NaN where the file marks a sample missing), and
+    ``read()`` the whole channel. Readers never hold more than the range asked for, so a
+    block-wise consumer (:mod:`resp_sep.chunks`) works in bounded memory on any input.
 
     Attributes
     ----------
@@ -69,70 +74,90 @@ class Channel:
     n_samples : int
         Number of samples.
     index : int
-        Position of the channel in the file.
+        Position of the channel among the recording's signal channels.
+    path : str
+        The recording (for messages).
     """
 
-    label: str
-    fs: float
-    unit: str
-    n_samples: int
-    index: int
-    _loader: Callable[[], np.ndarray] = field(repr=False, default=None)
-    path: str = field(repr=False, default="")
-    _block_opener: Callable[[], ChannelBlocks] | None = field(repr=False, default=None)
+    def __init__(self, label: str, fs: float, unit: str, n_samples: int, index: int, source: _Source,
+                 path: str = ""):
+        self.label, self.fs, self.unit, self.n_samples, self.index = label, float(fs), unit, int(n_samples), index
+        self.path = path
+        self._source = source
+
+    def __repr__(self) -> str:
+        return (f"Channel(label={self.label!r}, fs={self.fs:g}, unit={self.unit!r}, n_samples={self.n_samples}, "
+                f"index={self.index})")
 
     @property
     def duration_s(self) -> float:
         """Duration in seconds."""
         return self.n_samples / self.fs if self.fs > 0 else 0.0
 
-    def read(self) -> np.ndarray:
-        """Read the samples in physical units.
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples ``start..stop-1`` in physical units (the whole channel by default).
+
+        Parameters
+        ----------
+        start, stop : int
+            Sample range, clipped to the channel.
 
         Returns
         -------
-        numpy.ndarray, shape (n_samples,), float64
+        numpy.ndarray, shape (stop - start,), float64
+            NaN where the file marks a sample missing (WFDB).
+
+        Raises
+        ------
+        InputError
+            The file cannot be read (damaged, truncated while being read, removed).
         """
+        a = max(0, int(start))
+        b = self.n_samples if stop is None else min(self.n_samples, int(stop))
+        if b <= a:
+            if stop is None:
+                raise InputError(f"channel '{self.label}' has no samples", self.path)
+            return np.zeros(0)
         try:
-            x = np.asarray(self._loader(), dtype=np.float64).reshape(-1)
+            x = self._source.physical(a, b)
         except InputError:
+            raise
+        except MemoryError:
             raise
         except Exception as exc:  # a reader library error: the file is damaged
             raise InputError(f"cannot read channel '{self.label}': {_short(exc)}", self.path) from None
-        if x.size == 0:
-            raise InputError(f"channel '{self.label}' has no samples", self.path)
-        return x
+        return np.asarray(x, dtype=np.float64).reshape(-1)
 
-    def blocks(self) -> ChannelBlocks | None:
-        """A reader of sample ranges, for bounded-memory processing (``None``: whole reads only).
-
-        EDF/BDF channels can be read range by range (``with ch.blocks() as rd: rd(a, b)`` gives
-        samples ``a..b-1`` in physical units, float64, the same values as :meth:`read`); WFDB
-        channels are read whole.
-        """
-        return None if self._block_opener is None else self._block_opener()
+    @property
+    def digital(self) -> _Digital | None:
+        """The integer samples behind the physical values, when the format stores them (EDF, BDF,
+        single-segment WFDB): lets a whole-channel statistic (the exact median) be counted on
+        integers in one pass. ``None`` for arrays and merged multi-segment WFDB records."""
+        return self._source.digital_view()
 
 
-class ChannelBlocks:
-    """Reads sample ranges of one channel from an open file (a context manager)."""
+class _Digital:
+    """Integer samples of a channel and their scaling (see :attr:`Channel.digital`).
 
-    def __init__(self, read: Callable[[int, int], np.ndarray], close: Callable[[], None], label: str, path: str):
-        self._read, self._close, self.label, self.path = read, close, label, path
+    Attributes
+    ----------
+    bits : int
+        Sample width of the format (16 for EDF, 24 for BDF, up to 32 for WFDB).
+    """
 
-    def __call__(self, a: int, b: int) -> np.ndarray:
-        try:
-            return np.asarray(self._read(int(a), int(b - a)), dtype=np.float64).reshape(-1)
-        except Exception as exc:  # a reader library error: the file is damaged
-            raise InputError(f"cannot read channel '{self.label}': {_short(exc)}", self.path) from None
+    def __init__(self, read: Callable[[int, int], np.ndarray], to_physical: Callable[[np.ndarray], np.ndarray],
+                 bits: int, invalid: int | None = None):
+        self.read, self.to_physical, self.bits, self.invalid = read, to_physical, bits, invalid
 
-    def close(self) -> None:
-        self._close()
 
-    def __enter__(self) -> ChannelBlocks:
-        return self
+class _Source:
+    """What a format's reader provides for one channel."""
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def physical(self, a: int, b: int) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def digital_view(self) -> _Digital | None:
+        return None
 
 
 @dataclass
@@ -311,6 +336,14 @@ def read_recording(path: str | os.PathLike) -> Recording:
 # ------------------------------------------------------------------------------------------ arrays
 
 
+class _ArraySource(_Source):
+    def __init__(self, x: np.ndarray):
+        self.x = x
+
+    def physical(self, a: int, b: int) -> np.ndarray:
+        return self.x[a:b]
+
+
 def recording_from_arrays(signals: dict, *, name: str = "<arrays>", units: dict | None = None,
                           start_time: _dt.datetime | None = None) -> Recording:
     """A recording held in memory: the same :class:`Recording` the file readers give, for the Python API.
@@ -338,7 +371,10 @@ def recording_from_arrays(signals: dict, *, name: str = "<arrays>", units: dict 
             x, fs = spec
         except (TypeError, ValueError):
             raise InputError(f"signal '{label}' must be given as (samples, fs)", name) from None
-        x = np.asarray(x, dtype=np.float64)
+        try:
+            x = np.array(x, dtype=np.float64)  # a copy: the caller may change theirs afterwards
+        except (TypeError, ValueError):
+            raise InputError(f"signal '{label}' is not an array of numbers", name) from None
         if x.ndim != 1 or x.size == 0:
             raise InputError(f"signal '{label}' must be a non-empty 1-D array (shape {x.shape})", name)
         try:
@@ -347,11 +383,8 @@ def recording_from_arrays(signals: dict, *, name: str = "<arrays>", units: dict 
             raise InputError(f"signal '{label}': sampling rate {fs!r} is not a number", name) from None
         if not (np.isfinite(fs) and MIN_FS <= fs <= MAX_FS):
             raise InputError(f"signal '{label}' has an absurd sampling rate ({fs:g} Hz)", name)
-        x.setflags(write=False)  # the caller's samples are read, never changed
-        channels.append(Channel(label=str(label), fs=fs, unit=str(units.get(label, "")), n_samples=int(x.size),
-                                index=i, _loader=(lambda x=x: x), path=name,
-                                _block_opener=(lambda x=x, lab=str(label): ChannelBlocks(
-                                    lambda a, n: x[a:a + n], lambda: None, lab, name))))
+        x.setflags(write=False)
+        channels.append(Channel(str(label), fs, str(units.get(label, "")), x.size, i, _ArraySource(x), name))
     if not channels:
         raise InputError("no signals given", name)
     return Recording(path=Path(name), format="arrays", channels=channels, start_time=start_time)
@@ -359,11 +392,107 @@ def recording_from_arrays(signals: dict, *, name: str = "<arrays>", units: dict 
 
 # --------------------------------------------------------------------------------------------- EDF
 
+#: bytes of data records read at once (a whole-channel read of a 24-h PSG never holds the file)
+READ_CHUNK_BYTES = 8 << 20
+
+
+class _EdfFile:
+    """The data records of a checked EDF/BDF file, read by record ranges.
+
+    Reads use ``os.pread`` on a descriptor opened per call: no shared file position (the ECG and
+    PPG are read from two threads), no memory map (mapped pages would count in the process's
+    resident memory and a map cannot be closed while numpy views of it live), nothing left open
+    between calls (a batch of thousands of nights opens no descriptor it does not close).
+    """
+
+    def __init__(self, hdr):
+        self.hdr = hdr
+        self.bps = hdr.bytes_per_sample
+        self.record_bytes = hdr.record_samples * self.bps
+
+    def records(self, r0: int, r1: int) -> np.ndarray:
+        """Raw bytes of data records ``r0..r1-1``, shape (r1 - r0, record_bytes), uint8."""
+        h = self.hdr
+        want = (r1 - r0) * self.record_bytes
+        buf = bytearray(want)
+        try:
+            fd = os.open(h.path, os.O_RDONLY)
+        except OSError as e:
+            raise InputError(f"cannot open the file: {e.strerror or e}", str(h.path)) from None
+        try:
+            view, got, off = memoryview(buf), 0, h.header_bytes + r0 * self.record_bytes
+            while got < want:
+                k = os.preadv(fd, [view[got:]], off + got)
+                if k <= 0:
+                    raise InputError(f"file ended at byte {off + got} while reading data record {r0 + got // self.record_bytes + 1} "
+                                     f"of {h.n_records}: it was truncated or replaced while being read", str(h.path))
+                got += k
+        except OSError as e:
+            raise InputError(f"cannot read the file: {e.strerror or e}", str(h.path)) from None
+        finally:
+            os.close(fd)
+        return np.frombuffer(buf, dtype=np.uint8).reshape(r1 - r0, self.record_bytes)
+
+    def column(self, sig, r0: int, r1: int) -> np.ndarray:
+        """Digital samples of one signal in records ``r0..r1-1`` (int32), read in bounded chunks."""
+        bps, spr = self.bps, sig.spr
+        out = np.empty((r1 - r0) * spr, dtype=np.int32)
+        step = max(1, READ_CHUNK_BYTES // self.record_bytes)
+        for c0 in range(r0, r1, step):
+            c1 = min(r1, c0 + step)
+            raw = self.records(c0, c1)[:, sig.offset * bps:(sig.offset + spr) * bps]
+            dst = out[(c0 - r0) * spr:(c1 - r0) * spr]
+            if bps == 2:
+                dst[:] = np.ascontiguousarray(raw).view("<i2").reshape(-1)
+            else:
+                b = raw.reshape(-1, 3).astype(np.int32)
+                v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+                dst[:] = np.where(v >= 1 << 23, v - (1 << 24), v)
+        return out
+
+    def annotation_bytes(self) -> list[bytes]:
+        """The annotation signals' bytes of every data record (EDF+/BDF+), record by record."""
+        h = self.hdr
+        parts = [s for s in h.signals if s.is_annotation]
+        if not parts:
+            return []
+        out: list[bytes] = []
+        step = max(1, READ_CHUNK_BYTES // self.record_bytes)
+        for c0 in range(0, h.n_records, step):
+            recs = self.records(c0, min(h.n_records, c0 + step))
+            cols = np.concatenate([recs[:, s.offset * self.bps:(s.offset + s.spr) * self.bps] for s in parts], axis=1)
+            out.extend(bytes(r) for r in cols)
+        return out
+
+
+class _EdfSource(_Source):
+    """One EDF/BDF signal. Physical values by edflib's formula ``bitvalue * (offset + digital)``
+    (the one formula of every reading; pyedflib's values to the last bit where the header's numbers
+    parse to the same doubles)."""
+
+    def __init__(self, data: _EdfFile, sig):
+        self.data, self.sig = data, sig
+        self.bitvalue = (sig.pmax - sig.pmin) / (sig.dmax - sig.dmin)
+        self.offset = sig.pmax / self.bitvalue - sig.dmax
+
+    def digital(self, a: int, b: int) -> np.ndarray:
+        spr = self.sig.spr
+        r0, r1 = a // spr, -(-b // spr)
+        d = self.data.column(self.sig, r0, r1)
+        return d[a - r0 * spr:b - r0 * spr]
+
+    def to_physical(self, d: np.ndarray) -> np.ndarray:
+        return self.bitvalue * (self.offset + np.asarray(d, dtype=np.float64))
+
+    def physical(self, a: int, b: int) -> np.ndarray:
+        return self.to_physical(self.digital(a, b))
+
+    def digital_view(self) -> _Digital:
+        return _Digital(self.digital, self.to_physical, 8 * self.data.bps)
+
 
 def _read_edf_header(p: Path) -> Recording:
-    import pyedflib
-
-    from resp_sep.integrity import EdfRaw, check_edf, raw_reader_can_take
+    from resp_sep.integrity import check_edf
 
     hdr = check_edf(p)  # the header against the file size: refuses lies, notes what it ignores
     if hdr.discontinuous:
@@ -373,94 +502,74 @@ def _read_edf_header(p: Path) -> Recording:
             str(p),
         )
     fmt = ("bdf" if hdr.bdf else "edf") + ("+" if hdr.plus else "")
-    try:
-        f = pyedflib.EdfReader(str(p))
-    except Exception as exc:
-        # pyedflib's message starts with the path, which the InputError already gives
-        msg = _short(exc).replace(f"{p}: ", "")
-        if not raw_reader_can_take(hdr, msg):
-            raise InputError(f"cannot open EDF/BDF file: {msg}", str(p)) from None
-        # edflib refuses the file for its text fields only (e.g. a Latin-1 label): read it ourselves
-        return _edf_raw_recording(p, fmt, EdfRaw(hdr))
-    try:
-        labels = f.getSignalLabels()
-        rates = f.getSampleFrequencies()
-        n = f.getNSamples()
-        try:
-            start = f.getStartdatetime()
-        except Exception:  # a malformed date is no reason to refuse the signals
-            start = None
-        channels = []
-        for i, label in enumerate(labels):
-            channels.append(
-                Channel(
-                    label=label.strip(),
-                    fs=float(rates[i]),
-                    unit=f.getPhysicalDimension(i).strip(),
-                    n_samples=int(n[i]),
-                    index=i,
-                    _loader=_edf_loader(p, i),
-                    path=str(p),
-                    _block_opener=_edf_block_opener(p, i, label.strip()),
-                )
-            )
-    finally:
-        f.close()
-    return Recording(
-        path=p, format=fmt, channels=channels, start_time=start, _annotation_loader=lambda: _edf_annotations(p),
-        warnings=list(hdr.warnings),
-    )
-
-
-def _edf_raw_recording(p: Path, fmt: str, raw) -> Recording:
-    """A recording read by :class:`resp_sep.integrity.EdfRaw` (files edflib refuses for cosmetic reasons)."""
-    hdr = raw.hdr
+    data = _EdfFile(hdr)
+    tals = _EdfAnnotations(data) if hdr.plus else None
+    if tals is not None:
+        tals.check_timekeeping()  # EDF+C: every record's time stamp where the header puts it
+    # the record duration as edflib keeps it (an integer number of 100 ns), so that rates are
+    # pyedflib's to the last bit
+    record_s = round(hdr.record_s * 10_000_000) / 10_000_000 or hdr.record_s
     channels = []
-    for i, s in enumerate(hdr.signals):
+    for s in hdr.signals:
         if s.is_annotation:
             continue
-        channels.append(Channel(label=s.label, fs=s.spr / hdr.record_s, unit=s.unit, n_samples=s.spr * hdr.n_records,
-                                index=len(channels), _loader=(lambda i=i: raw.physical(i)), path=str(p)))
+        channels.append(Channel(s.label, s.spr / record_s, s.unit, s.spr * hdr.n_records, len(channels),
+                                _EdfSource(data, s), str(p)))
     return Recording(
         path=p, format=fmt, channels=channels, start_time=hdr.start,
-        _annotation_loader=lambda: [Annotation(o, d, t) for o, d, t in raw.annotations()],
+        _annotation_loader=(tals.annotations if tals is not None else (lambda: [])),
         warnings=list(hdr.warnings),
     )
 
 
-def _edf_loader(p: Path, i: int) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        import pyedflib
+class _EdfAnnotations:
+    """EDF+/BDF+ time-stamped annotation lists (TALs), parsed once."""
 
-        with pyedflib.EdfReader(str(p)) as f:
-            return f.readSignal(i, digital=False)
+    TAL = re.compile(rb"([+-]\d+(?:\.\d*)?)(?:\x15(\d+(?:\.\d*)?))?\x14(.*?)\x14\x00", re.DOTALL)
 
-    return load
+    def __init__(self, data: _EdfFile):
+        self.data = data
+        self._records: list | None = None
 
+    def records(self) -> list[list[tuple[float, float, list[str]]]]:
+        if self._records is None:
+            out = []
+            for raw in self.data.annotation_bytes():
+                rec = []
+                for m in self.TAL.finditer(raw):
+                    texts = [t.decode("utf-8", errors="replace").strip() for t in m.group(3).split(b"\x14")]
+                    rec.append((float(m.group(1)), float(m.group(2) or 0.0), texts))
+                out.append(rec)
+            self._records = out
+        return self._records
 
-def _edf_block_opener(p: Path, i: int, label: str) -> Callable[[], ChannelBlocks]:
-    def open_blocks() -> ChannelBlocks:
-        import pyedflib
+    def check_timekeeping(self) -> None:
+        """EDF+C: the first annotation of data record k is its start time, t0 + k x record duration."""
+        h = self.data.hdr
+        if not any(s.is_annotation for s in h.signals):
+            raise InputError("EDF+ file without an annotation signal (time-keeping is missing)", str(h.path))
+        recs = self.records()
+        if not recs or not recs[0]:
+            raise InputError("EDF+ data record 1 has no time stamp", str(h.path))
+        t0 = recs[0][0][0]
+        for k, rec in enumerate(recs):
+            want = t0 + k * h.record_s
+            if not rec or abs(rec[0][0] - want) > 1e-3 + 1e-9 * abs(want):
+                got = f"{rec[0][0]:g} s" if rec else "none"
+                raise InputError(f"EDF+ time stamp of data record {k + 1} is {got}, expected {want:g} s "
+                                 f"(record duration {h.record_s:g} s): time stamps and header disagree", str(h.path))
 
-        try:
-            f = pyedflib.EdfReader(str(p))
-        except Exception as exc:
-            raise InputError(f"cannot open EDF/BDF file: {_short(exc)}", str(p)) from None
-        return ChannelBlocks(lambda start, n: f.readSignal(i, start=start, n=n, digital=False), f.close,
-                             label, str(p))
-
-    return open_blocks
-
-
-def _edf_annotations(p: Path) -> list[Annotation]:
-    import pyedflib
-
-    with pyedflib.EdfReader(str(p)) as f:
-        onsets, durations, labels = f.readAnnotations()
-    return [
-        Annotation(float(o), float(d) if np.isfinite(d) and d > 0 else 0.0, str(lab))
-        for o, d, lab in zip(onsets, durations, labels)
-    ]
+    def annotations(self) -> list[Annotation]:
+        """Annotations (onset s from the recording start, duration s, text), time-keeping entries left out."""
+        recs = self.records()
+        t0 = recs[0][0][0] if recs and recs[0] else 0.0
+        out = []
+        for rec in recs:
+            for j, (onset, dur, texts) in enumerate(rec):
+                for t in (texts[1:] if j == 0 else texts):
+                    if t:
+                        out.append(Annotation(onset - t0, dur if dur > 0 else 0.0, t))
+        return out
 
 
 # -------------------------------------------------------------------------------------------- WFDB
@@ -516,20 +625,18 @@ def _read_wfdb_header(p: Path) -> Recording:
             total_len = inferred
     if total_len <= 0:
         raise InputError("WFDB header declares no samples", str(p))
+    # wfdb reads sample ranges only when the header gives the length
+    ranged = multi or bool(hdr.sig_len)
+    if not ranged:
+        warnings.append("the header gives no signal length: channels are read whole, not block by block "
+                        "(memory grows with the recording)")
     channels = []
     for i, name in enumerate(names):
         k = int(spf[i] or 1) if i < len(spf) else 1
-        channels.append(
-            Channel(
-                label=str(name).strip(),
-                fs=fs * k,
-                unit=str(units[i] or "") if i < len(units) else "",
-                n_samples=total_len * k,
-                index=i,
-                _loader=_wfdb_loader(record, str(name), multi, str(p), warnings),
-                path=str(p),
-            )
-        )
+        src = _WfdbSource(record, str(name), multi, total_len, k, str(p), warnings,
+                          None if multi else _wfdb_meta(hdr, i, total_len), ranged)
+        channels.append(Channel(str(name).strip(), fs * k, str(units[i] or "") if i < len(units) else "",
+                                total_len * k, i, src, str(p)))
     start = getattr(hdr, "base_datetime", None)
     if start is None and getattr(hdr, "base_time", None) is not None and getattr(hdr, "base_date", None):
         start = _dt.datetime.combine(hdr.base_date, hdr.base_time)
@@ -539,29 +646,103 @@ def _read_wfdb_header(p: Path) -> Recording:
     )
 
 
-def _wfdb_loader(record: str, name: str, multi: bool, path: str,
-                 warnings: list[str] | None = None) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
+def _wfdb_meta(hdr, i: int, n_frames: int) -> dict:
+    """Digital-to-physical scaling and checksum of signal ``i`` of a single-segment header."""
+    def at(name, default=None):
+        v = getattr(hdr, name, None) or []
+        return v[i] if i < len(v) else default
+
+    fmt = str(at("fmt", "16"))
+    return {"gain": float(at("adc_gain", 200.0) or 200.0), "baseline": int(at("baseline", 0) or 0),
+            "checksum": at("checksum"), "skew": at("skew"), "fmt": fmt, "n_frames": n_frames}
+
+
+#: sample width (bits) of the WFDB storage formats, for counting digital values (the difference
+#: format 8 accumulates: any 32-bit value)
+_WFDB_BITS = {"8": 32, "80": 8, "508": 8, "310": 10, "311": 10, "212": 12, "16": 16, "61": 16, "160": 16, "516": 16,
+              "24": 24, "524": 24, "32": 32}
+
+
+class _WfdbSource(_Source):
+    """One WFDB signal, read by frame ranges through wfdb (``rdrecord(sampfrom, sampto)``).
+
+    Single-segment records are read as digital samples and scaled by wfdb (``dac``), as whole
+    reads always were; multi-segment records as wfdb merges them (``m2s``, physical, NaN where a
+    segment lacks the signal). ``smooth_frames=False`` keeps each signal at its own rate (a 500-Hz
+    ECG stored beside 125-Hz signals has 4 samples per frame). The checksum is compared with the
+    header's when the whole signal is read (a warning, not a refusal: converters write wrong ones).
+    """
+
+    def __init__(self, record: str, name: str, multi: bool, n_frames: int, spf: int, path: str,
+                 warnings: list[str], meta: dict | None, ranged: bool = True):
+        self.record, self.name, self.multi, self.n_frames, self.spf = record, name, multi, n_frames, spf
+        self.path, self.warnings, self.meta, self.ranged = path, warnings, meta, ranged
+        self._whole = None
+
+    def _rec(self, f0: int, f1: int, physical: bool):
         import wfdb
 
-        if not multi:  # digital samples first: their checksum is compared with the header's
-            rec = wfdb.rdrecord(record, channel_names=[name], physical=False, smooth_frames=False)
-            if not rec.e_d_signal:
-                raise InputError(f"channel '{name}' not found", path)
-            if warnings is not None:
-                note = _checksum_problem(rec, name)
-                if note and note not in warnings:
-                    warnings.append(note)
-            return rec.dac(expanded=True, return_res=64)[0]
-        # Multi-segment records are merged by wfdb (m2s); segments lacking the signal give NaN.
-        # smooth_frames=False keeps each signal at its own rate (samples per frame > 1), e.g. a
-        # 500 Hz ECG stored beside 125 Hz signals.
-        rec = wfdb.rdrecord(record, channel_names=[name], physical=True, m2s=multi, smooth_frames=False)
-        if not rec.e_p_signal:
-            raise InputError(f"channel '{name}' not found in any segment", path)
-        return rec.e_p_signal[0]
+        if not self.ranged:  # no length in the header: wfdb reads only the whole signal (kept once read)
+            if self._whole is None:
+                self._whole = wfdb.rdrecord(self.record, channel_names=[self.name], physical=physical,
+                                            m2s=self.multi, smooth_frames=False)
+            rec = self._whole
+            if f0 == 0 and f1 == self.n_frames:
+                return rec
+            import copy
 
-    return load
+            part = copy.copy(rec)
+            part.e_d_signal = [s[f0 * self.spf:f1 * self.spf] for s in rec.e_d_signal] if rec.e_d_signal else None
+            return part
+        return wfdb.rdrecord(self.record, sampfrom=f0, sampto=f1, channel_names=[self.name], physical=physical,
+                             m2s=self.multi, smooth_frames=False)
+
+    def _frames(self, a: int, b: int) -> tuple[int, int, int]:
+        k = self.spf
+        f0, f1 = a // k, min(self.n_frames, -(-b // k))
+        return f0, f1, a - f0 * k
+
+    def physical(self, a: int, b: int) -> np.ndarray:
+        f0, f1, skip = self._frames(a, b)
+        if self.multi:
+            rec = self._rec(f0, f1, physical=True)
+            if not rec.e_p_signal:
+                raise InputError(f"channel '{self.name}' not found in any segment", self.path)
+            return np.asarray(rec.e_p_signal[0], dtype=np.float64)[skip:skip + b - a]
+        rec = self._rec(f0, f1, physical=False)
+        if not rec.e_d_signal:
+            raise InputError(f"channel '{self.name}' not found", self.path)
+        if f0 == 0 and f1 == self.n_frames:  # the whole signal: its checksum can be compared
+            note = _checksum_problem(rec, self.name)
+            if note and note not in self.warnings:
+                self.warnings.append(note)
+        return np.asarray(rec.dac(expanded=True, return_res=64)[0], dtype=np.float64)[skip:skip + b - a]
+
+    def digital(self, a: int, b: int) -> np.ndarray:
+        f0, f1, skip = self._frames(a, b)
+        rec = self._rec(f0, f1, physical=False)
+        if not rec.e_d_signal:
+            raise InputError(f"channel '{self.name}' not found", self.path)
+        return np.asarray(rec.e_d_signal[0], dtype=np.int64)[skip:skip + b - a]
+
+    def to_physical(self, d: np.ndarray) -> np.ndarray:
+        # wfdb's dac (expanded, 64-bit): (digital - baseline) / gain, NaN for the missing-sample value
+        m = self.meta
+        p = (np.asarray(d, dtype=np.float64) - m["baseline"]) / m["gain"]
+        inv = self._invalid()
+        if inv is not None:
+            p = np.where(np.asarray(d) == inv, np.nan, p)
+        return p
+
+    def _invalid(self) -> int | None:
+        from wfdb.io._signal import INVALID_SAMPLE_VALUE  # wfdb's own table of missing-sample values
+
+        return INVALID_SAMPLE_VALUE.get(self.meta["fmt"])
+
+    def digital_view(self) -> _Digital | None:
+        if self.multi or self.meta is None or self.meta["fmt"] not in _WFDB_BITS:
+            return None
+        return _Digital(self.digital, self.to_physical, _WFDB_BITS[self.meta["fmt"]], self._invalid())
 
 
 def _checksum_problem(rec, name: str) -> str | None:

@@ -1,20 +1,20 @@
 """How strongly breathing shows in an ECG or PPG: the same statistics on real and simulated recordings.
 
 A simulator is only useful for training if breathing is as visible (and as hidden) in its
-signals as in real ones. :func:`modulation_sources` extracts the classic respiratory modulations
-of one recording, each as a waveform at :data:`resp_sep.baselines.OUT_FS` (10 Hz):
+signals as in real ones. :func:`modulation_sources` takes the classic respiratory modulations of
+one recording from respsep's own sources (:mod:`resp_sep.sources`: the code extraction runs),
+each a 10-Hz waveform band-passed to the breathing band:
 
 ``ecg_baseline``
-    Baseline wander: the ECG after a 0.6-s running median (removes the QRS and most of the T wave),
-    resampled and band-passed to the breathing band (additive modulation).
+    Baseline wander (additive modulation; source ``ecg_baseline``).
 ``ecg_r_amplitude``
-    R-wave amplitude per beat (amplitude modulation; :func:`resp_sep.baselines.ecg_r_amplitude_edr`).
+    R-wave amplitude per beat (amplitude modulation; source ``ecg_r_amplitude``).
 ``ecg_rsa``
-    Instantaneous heart rate from the R-R intervals (respiratory sinus arrhythmia).
+    Instantaneous heart rate (respiratory sinus arrhythmia; source ``ecg_rsa_sarkar2015``).
 ``ppg_baseline``
-    The PPG band-passed to the breathing band (:func:`resp_sep.baselines.ppg_bandpass`, RIIV).
+    The PPG band-passed to the breathing band (RIIV; source ``ppg_baseline``).
 ``ppg_amplitude``
-    Pulse amplitude per beat (:func:`resp_sep.baselines.ppg_pulse_amplitude`, RIAV).
+    Pulse amplitude per beat (RIAV; source ``ppg_amplitude``).
 
 :func:`window_abs_r` then gives the median |Pearson r| between each modulation and a respiration
 reference over non-overlapping 60-s windows, both band-passed to 0.1-0.7 Hz.
@@ -23,13 +23,13 @@ reference over non-overlapping 60-s windows, both band-passed to 0.1-0.7 Hz.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 from scipy import signal as sps
 
-from resp_sep import baselines as bl
+from resp_sep.sources import GRID_FS, RESP_BAND, SignalContext, compute_sources
 
-#: names of the modulations, in table order
-SOURCES = ("ecg_baseline", "ecg_r_amplitude", "ecg_rsa", "ppg_baseline", "ppg_amplitude")
+#: names of the modulations, in table order, and the source each is read from
+SOURCES = {"ecg_baseline": "ecg_baseline", "ecg_r_amplitude": "ecg_r_amplitude", "ecg_rsa": "ecg_rsa_sarkar2015",
+           "ppg_baseline": "ppg_baseline", "ppg_amplitude": "ppg_amplitude"}
 
 
 def modulation_sources(ecg: np.ndarray | None, ecg_fs: float, ppg: np.ndarray | None = None,
@@ -46,33 +46,24 @@ def modulation_sources(ecg: np.ndarray | None, ecg_fs: float, ppg: np.ndarray | 
     Returns
     -------
     dict of str to ndarray
-        Each a 10-Hz waveform band-passed to 0.1-0.7 Hz; a modulation that cannot be computed
-        (no beats found, channel absent) is left out.
+        Each a 10-Hz waveform band-passed to 0.1-0.7 Hz (NaN where the input was missing); a
+        modulation that cannot be computed (no beats found, channel absent) is left out.
     """
     out: dict[str, np.ndarray] = {}
-    if ecg is not None:
-        x = np.asarray(ecg, dtype=np.float64)
-        k = int(round(0.6 * ecg_fs)) | 1
-        base = ndimage.median_filter(x, size=k, mode="nearest")
-        out["ecg_baseline"] = bl._bandpass(bl._resample(base, ecg_fs, bl.OUT_FS), bl.OUT_FS)
+    for kind, x, fs in (("ecg", ecg, ecg_fs), ("ppg", ppg, ppg_fs)):
+        if x is None:
+            continue
+        names = {k: v for k, v in SOURCES.items() if k.startswith(kind)}
+        ctx = SignalContext(np.asarray(x, dtype=np.float64), fs, kind)
         try:
-            peaks = bl.ecg_r_peaks(x, ecg_fs)
-            out["ecg_r_amplitude"] = bl.ecg_r_amplitude_edr(x, ecg_fs, peaks=peaks)[0]
-            n = out["ecg_baseline"].size
-            out["ecg_rsa"] = bl._bandpass(bl._beat_rate(peaks, ecg_fs, n), bl.OUT_FS)
-        except Exception:  # noqa: BLE001 - no beats: those modulations are simply absent
-            pass
-    if ppg is not None:
-        y = np.asarray(ppg, dtype=np.float64)
-        out["ppg_baseline"] = bl.ppg_bandpass(y, ppg_fs)[0]
-        try:
-            out["ppg_amplitude"] = bl.ppg_pulse_amplitude(y, ppg_fs)[0]
-        except Exception:  # noqa: BLE001
-            pass
+            got, _ = compute_sources(list(names.values()), ctx)
+        finally:
+            ctx.close()
+        out.update({k: got[v].wave for k, v in names.items() if v in got})
     return out
 
 
-def window_abs_r(source: np.ndarray, ref: np.ndarray, fs: float = bl.OUT_FS, window_s: float = 60.0) -> float:
+def window_abs_r(source: np.ndarray, ref: np.ndarray, fs: float = GRID_FS, window_s: float = 60.0) -> float:
     """Median |Pearson r| between two equally sampled waveforms over non-overlapping windows.
 
     Parameters
@@ -88,7 +79,7 @@ def window_abs_r(source: np.ndarray, ref: np.ndarray, fs: float = bl.OUT_FS, win
         NaN when no window has variance in both.
     """
     n = min(source.size, ref.size)
-    sos = sps.butter(2, bl.RESP_BAND, btype="band", fs=fs, output="sos")
+    sos = sps.butter(2, RESP_BAND, btype="band", fs=fs, output="sos")
     r = sps.sosfiltfilt(sos, np.nan_to_num(ref[:n]))
     s = np.nan_to_num(source[:n])
     w = int(window_s * fs)
@@ -102,6 +93,8 @@ def window_abs_r(source: np.ndarray, ref: np.ndarray, fs: float = bl.OUT_FS, win
 
 def recording_stats(ecg, ecg_fs, ppg, ppg_fs, ref, ref_fs, window_s: float = 60.0) -> dict[str, float]:
     """:func:`window_abs_r` of every modulation of one recording against its reference."""
-    ref10 = bl._resample(np.nan_to_num(np.asarray(ref, dtype=np.float64)), ref_fs, bl.OUT_FS)
-    return {k: window_abs_r(v, ref10, bl.OUT_FS, window_s)
+    from resp_sep.preprocess import resample
+
+    ref10 = resample(np.nan_to_num(np.asarray(ref, dtype=np.float64)), ref_fs, GRID_FS)
+    return {k: window_abs_r(v, ref10, GRID_FS, window_s)
             for k, v in modulation_sources(ecg, ecg_fs, ppg, ppg_fs).items()}

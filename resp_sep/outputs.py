@@ -139,14 +139,31 @@ def rate_table(resp, window_s: float = 60.0):
     r = breathing_rate(resp.wave, resp.fs, window_s=window_s, duration_s=resp.duration_s or None)
     rows = []
     for k in range(len(r)):
-        s = resp.fusion.window_summary(float(r.start_s[k]), float(r.end_s[k]))
+        a, e = float(r.start_s[k]), float(r.end_s[k])
+        s = resp.fusion.window_summary(a, e)
         scored = bool(np.isfinite(r.bpm[k]))
         w = sorted(((v, n) for n, v in s["weights"].items() if v >= MIN_SHOWN_WEIGHT), reverse=True)
-        rows.append({"start_s": float(r.start_s[k]), "end_s": float(r.end_s[k]), "breaths_per_min": float(r.bpm[k]),
+        rows.append({"start_s": a, "end_s": e, "breaths_per_min": float(r.bpm[k]),
                      "quality": float(r.quality[k]), "confidence": s["confidence"] if scored else 0.0,
-                     "flag": s["flag"] if scored else str(r.flag[k]),
+                     "flag": _flag_with_sources(resp.fusion, a, e, s["flag"]) if scored else str(r.flag[k]),
                      "sources": ";".join(f"{n}:{v:.2f}" for v, n in w)})
     return r, rows
+
+
+def _flag_with_sources(fusion, start_s: float, end_s: float, worst: str) -> str:
+    """The worst fusion flag over the analysis windows of [start_s, end_s) that had a source.
+
+    A window with a rate that reaches into a stretch without any source (a gap) got its rate from
+    the rest: it is flagged by the part that has sources (its confidence, an overlap-weighted mean
+    with 0 for the gap, is lowered by the part that has none).
+    """
+    from resp_sep.fusion import FLAGS
+
+    if worst != "no_source":
+        return worst
+    ov = np.minimum(fusion.end_s, end_s) - np.maximum(fusion.start_s, start_s)
+    flags = [str(f) for f in np.asarray(fusion.flag)[ov > 0] if f != "no_source"]
+    return max(flags, key=FLAGS.index) if flags else worst
 
 
 def breath_table(rates, rows: list[dict], resp, window_s: float) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from resp_sep.chunks import check
 from resp_sep.errors import InputError, RespSepError
 from resp_sep.sources import (GRID_FS, SOURCES, SignalContext, compute_sources, fit_length, source_families,
                                source_names)
@@ -167,11 +168,9 @@ class ExtractOptions:
     channel: dict | None = None
     hop_s: float = 30.72
     batch_size: int | None = None
-    #: separator-only methods read the channel in bounded blocks (same output), heuristic ones compute
-    #: their sources block by block (resp_sep.blockwise: same beats, sources equal to ~1e-12); False:
-    #: whole arrays
+    #: kept for callers of older versions: every input is processed block by block
     stream: bool = True
-    #: core length (s) of the heuristic sources' blocks (resp_sep.blockwise.BLOCK_S)
+    #: core length (s) of the blocks an input is processed in (resp_sep.chunks.BLOCK_S)
     block_s: float = 1200.0
     #: torch CPU threads when a separator is loaded (0: torch's default)
     threads: int = 0
@@ -253,6 +252,13 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
                 progress: Callable[[int, int], None] | None = None) -> Respiration:
     """Respiration of one recording by ``opts.method`` on ``opts.signal``.
 
+    Every input channel takes the same path, whatever its format and length: one reading pass
+    (:func:`resp_sep.chunks.scan`) and the input checks, then its sources block by block
+    (:class:`resp_sep.sources.SignalContext`: beats, per-beat values, baseline; the separator
+    streamed segment by segment). Memory does not grow with the recording beyond the 10-Hz
+    sources. With ECG and PPG, the PPG runs in a second thread (most of the work is in numpy and
+    SciPy, which release the GIL) when the thread budget allows.
+
     Parameters
     ----------
     rec : Recording or path
@@ -260,7 +266,7 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     separators : dict, optional
         Cache ``{kind: Separator}`` shared across recordings (batch runs load each model once).
     progress : callable, optional
-        ``progress(done, total)`` in separator segments.
+        ``progress(done, total)`` as the work advances (units of :data:`PROGRESS_UNIT` per input).
 
     Raises
     ------
@@ -269,62 +275,51 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     ModelError
         A separator checkpoint is missing or broken.
     """
+    import threading
+
     from resp_sep.fusion import fuse
-    from resp_sep.parallel import release_memory
     from resp_sep.io import Recording, read_recording
-    from resp_sep.preprocess import load_signal
+    from resp_sep.parallel import release_memory
 
     rec = rec if isinstance(rec, Recording) else read_recording(rec)
     path = str(rec.path)
     avail = available_inputs(rec, opts.channel)
     names = plan(opts.method, opts.signal, set(avail), path, with_separators=bool(opts.model))
     separators = {} if separators is None else separators
+    wanted = {k: [n for n in names if SOURCES[n].kind == k] for k in ("ecg", "ppg")}
+    kinds = [k for k in ("ecg", "ppg") if wanted[k]]
+    several = len(avail) > 1 or len(names) > 1
+    cancel = threading.Event()
+    meter = _Progress(progress, kinds)
+    hop = min(max(1, int(round(opts.hop_s * 200.0))), 12_288)
+    contexts = {}
+    for k in kinds:
+        contexts[k] = SignalContext(
+            kind=k, channel=rec.channel(avail[k].label), path=path, block_s=opts.block_s, cancel=cancel,
+            tick=meter.ticker(k),
+            separator=lambda kind: _separator(kind, opts, separators, path, several),
+            separator_options={"hop": hop, "batch_size": opts.batch_size, "progress": meter.segments(k)})
+    try:
+        results = _run_inputs(contexts, wanted, path, cancel)
+    finally:
+        for c in contexts.values():
+            c.close()
     outputs, failures, channels, notes, dur = {}, {}, {}, [], 0.0
-    blockwise = _heuristics_blockwise(rec, names, avail, opts) if opts.stream else {}
-    for kind in ("ecg", "ppg"):
-        wanted = [n for n in names if SOURCES[n].kind == kind]
-        if not wanted:
+    for k in kinds:
+        got = results[k]
+        if isinstance(got, InputError):
+            if len(names) == len(wanted[k]):  # the only input: its problem is the answer
+                raise got
+            failures.update({n: got.problem for n in wanted[k]})
+            notes.append(f"{k.upper()} not used: {got.problem}")
             continue
-        if blockwise.get(kind) is not None:
-            out, fail, n_dur, _ = blockwise[kind]
-            outputs.update(out)
-            failures.update(fail)
-            channels[kind] = rec.channel(avail[kind].label).label
-            notes.extend([avail[kind].note] if avail[kind].note else [])
-            dur = max(dur, n_dur)
-            continue
-        if opts.stream and all(SOURCES[n].model for n in wanted):
-            got = _separator_streamed(rec, kind, opts, separators, len(avail) > 1 or len(names) > 1, progress)
-            if got is not None:
-                out, label, note, n_dur = got
-                outputs.update({n: out for n in wanted})
-                channels[kind] = label
-                notes.extend([note] if note else [])
-                dur = max(dur, n_dur)
-                continue
-        try:
-            sig = load_signal(rec, kind, opts.channel, fs_out=None)
-        except InputError as e:
-            if len(names) == len(wanted):  # the only input: its problem is the answer
-                raise
-            failures.update({n: e.problem for n in wanted})
-            notes.append(f"{kind.upper()} not used: {e.problem}")
-            continue
-        if sig.duration_s < MIN_DURATION_S:
-            raise InputError(f"recording too short: {sig.duration_s:.1f} s of {kind.upper()}, respsep needs at "
-                             f"least {MIN_DURATION_S:.0f} s", path)
-        channels[kind] = sig.label
-        if sig.note:
-            notes.append(sig.note)
-        dur = max(dur, sig.duration_s)
-        hop = max(1, int(round(opts.hop_s * 200.0)))
-        ctx = SignalContext(sig.x, sig.fs, kind, path=path,
-                            separator=lambda k: _separator(k, opts, separators, path, len(avail) > 1 or len(names) > 1),
-                            separator_options={"hop": min(hop, 12_288), "batch_size": opts.batch_size,
-                                               "progress": progress})
-        out, fail = compute_sources(wanted, ctx)
+        out, fail = got
         outputs.update(out)
         failures.update(fail)
+        channels[k] = contexts[k].channel.label
+        notes.extend([avail[k].note] if avail[k].note else [])
+        notes.extend(contexts[k].notes)
+        dur = max(dur, contexts[k].duration_s)
     if not outputs:
         why = "; ".join(f"{n}: {r}" for n, r in failures.items()) or "no source could run"
         raise InputError(f"no respiration could be derived ({why})", path)
@@ -332,51 +327,86 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
         notes.append("sources not used: " + ", ".join(f"{n} ({r})" for n, r in failures.items()))
     n = max(o.wave.size for o in outputs.values())
     waves = {k: fit_length(o.wave, n, fill=np.nan) for k, o in outputs.items()}
-    release_memory()  # the block-wise sources' temporaries, before fusion allocates its own
+    release_memory()  # the passes' temporaries, before fusion allocates its own
     fused = fuse(waves, GRID_FS, families=source_families(waves))
     release_memory()
+    meter.finish()
     return Respiration(fused.wave, GRID_FS, opts.method, outputs, failures, fused, channels, notes, dur,
                        {k: separators[k] for k in separators if f"separator_{k}" in outputs})
 
 
-def _heuristics_blockwise(rec, names: list[str], avail: dict, opts: ExtractOptions) -> dict:
-    """Heuristic-only inputs' sources computed block by block (:mod:`resp_sep.blockwise`), ECG and PPG at once.
+#: progress units of one input's work (scan, beats, sources, separator)
+PROGRESS_UNIT = 1000
 
-    With both inputs, the PPG runs in a second thread while this one does the ECG (most of the work
-    is in numpy and SciPy, which release the GIL); on Ctrl-C or an error the other thread is told
-    to stop after its current block. Returns ``{kind: (outputs, failures, duration_s, beats) or
-    None}``; ``None`` (or a missing kind) means the whole-array path runs for that input.
-    """
+
+class _Progress:
+    """Adds up the inputs' progress (each :data:`PROGRESS_UNIT` units) for one ``progress(done, total)``."""
+
+    def __init__(self, fn: Callable[[int, int], None] | None, kinds: list[str]):
+        import threading
+
+        self.fn, self.kinds = fn, kinds
+        self.done = {k: 0.0 for k in kinds}
+        self.lock = threading.Lock()
+
+    def _set(self, kind: str, frac: float) -> None:
+        if self.fn is None:
+            return
+        with self.lock:
+            self.done[kind] = max(self.done[kind], min(1.0, frac))
+            total = PROGRESS_UNIT * len(self.kinds)
+            self.fn(int(sum(self.done.values()) * PROGRESS_UNIT), total)
+
+    def ticker(self, kind: str) -> Callable[[float], None]:
+        """The beat pass of ``kind``: the first half of its work."""
+        return lambda frac: self._set(kind, 0.5 * frac)
+
+    def segments(self, kind: str) -> Callable[[int, int], None]:
+        """The separator of ``kind`` (segments done of total): the second half."""
+        return lambda done, total: self._set(kind, 0.5 + 0.5 * done / max(1, total))
+
+    def finish(self) -> None:
+        for k in self.kinds:
+            self._set(k, 1.0)
+
+
+def _run_inputs(contexts: dict, wanted: dict, path: str, cancel) -> dict:
+    """Check each input and compute its sources; ECG and PPG at once in two threads when the thread
+    budget allows (a batch worker with one thread's share does them in turn). Returns ``{kind:
+    (outputs, failures) or InputError}``; any other error (or Ctrl-C) stops the other thread after
+    its current block and is raised."""
     import threading
 
-    from resp_sep import blockwise
     from resp_sep.parallel import budget
 
-    jobs = {}
-    for kind in ("ecg", "ppg"):
-        wanted = [n for n in names if SOURCES[n].kind == kind]
-        if not wanted or kind not in avail or any(SOURCES[n].model for n in wanted):
-            continue
-        ch = rec.channel(avail[kind].label)
-        if not ch.duration_s >= MIN_DURATION_S:
-            continue  # the whole-array path says why
-        jobs[kind] = (rec, kind, ch.label, wanted, str(rec.path))
-    cancel = threading.Event()
-    kinds = list(jobs)
+    def one(kind: str):
+        ctx = contexts[kind]
+        try:
+            st = ctx.stats
+            check(st, ctx.channel.label, path)
+        except InputError as e:
+            return e
+        if st.duration_s < MIN_DURATION_S:
+            raise InputError(f"recording too short: {st.duration_s:.1f} s of {kind.upper()}, respsep needs at "
+                             f"least {MIN_DURATION_S:.0f} s", path)
+        return compute_sources(wanted[kind], ctx)
+
+    kinds = list(contexts)
+    out: dict = {}
     box: dict = {}
     worker = None
-    if len(kinds) == 2 and budget() >= 2:  # a batch worker with one thread's share does them in turn
+    if len(kinds) == 2 and budget() >= 2:
         def run(kind=kinds[1]):
             try:
-                box[kind] = blockwise.heuristic_sources(*jobs[kind], block_s=opts.block_s, cancel=cancel)
+                box[kind] = one(kind)
             except BaseException as e:  # noqa: BLE001 - handed to the main thread
                 box["error"] = e
 
-        worker = threading.Thread(target=run, name="respsep-blocks", daemon=True)
+        worker = threading.Thread(target=run, name="respsep-ppg", daemon=True)
         worker.start()
     try:
-        out = {k: blockwise.heuristic_sources(*jobs[k], block_s=opts.block_s, cancel=cancel)
-               for k in (kinds[:1] if worker is not None else kinds)}
+        for k in (kinds[:1] if worker is not None else kinds):
+            out[k] = one(k)
         if worker is not None:
             worker.join()
             if "error" in box:
@@ -384,45 +414,10 @@ def _heuristics_blockwise(rec, names: list[str], avail: dict, opts: ExtractOptio
             out[kinds[1]] = box[kinds[1]]
     except BaseException:
         cancel.set()
+        if worker is not None:
+            worker.join()
         raise
     return out
-
-
-def _separator_streamed(rec, kind: str, opts: ExtractOptions, cache: dict, several: bool,
-                        progress: Callable[[int, int], None] | None):
-    """The separator source of ``kind`` computed in bounded memory (:func:`resp_sep.stream.extract_stream`).
-
-    Same waveform as the whole-array source (``tests/test_pipeline_stream.py``), with the channel
-    read range by range: a separator-only method never holds the recording. ``None`` when the
-    channel cannot be read in ranges (WFDB) or has missing samples; the whole-array path then runs.
-
-    Returns
-    -------
-    (SourceOutput, channel label, role note, duration_s) or None
-    """
-    from resp_sep.sources import SourceOutput, _n_out
-    from resp_sep.stream import NotStreamable, extract_stream
-
-    roles = available_inputs(rec, opts.channel)
-    if kind not in roles:
-        return None
-    choice = roles[kind]
-    ch = rec.channel(choice.label)
-    if not (50.0 <= ch.fs <= 100_000) or ch.n_samples < 2:
-        return None  # load_signal gives the error
-    blocks = ch.blocks()
-    if blocks is None:
-        return None
-    sep = _separator(kind, opts, cache, str(rec.path), several)
-    hop = min(max(1, int(round(opts.hop_s * 200.0))), 12_288)
-    with blocks as read:
-        try:
-            y = extract_stream(sep, read, ch.n_samples, ch.fs, out_fs=GRID_FS, hop=hop, batch_size=opts.batch_size,
-                               progress=progress, path=str(rec.path), label=ch.label)
-        except NotStreamable:
-            return None
-    y = fit_length(np.asarray(y, dtype=np.float64), _n_out(ch.n_samples, ch.fs))
-    return SourceOutput(f"separator_{kind}", kind, y), ch.label, choice.note, ch.n_samples / ch.fs
 
 
 def _separator(kind: str, opts: ExtractOptions, cache: dict, path: str, several: bool):

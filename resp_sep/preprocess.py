@@ -286,22 +286,20 @@ def quality_filter(
 def check_channel(x: np.ndarray, fs: float, label: str, path: str, min_fs: float = 50.0) -> None:
     """Refuse a channel that cannot carry a cardiac signal (one-line :class:`InputError`).
 
+    The checks of :func:`resp_sep.chunks.check` (the one set every input goes through), on an array.
+
     Parameters
     ----------
     x : ndarray, shape (n,)
     fs : float
         Sampling rate in Hz; below ``min_fs`` the QRS complex is not resolved.
     """
-    if not (min_fs <= fs <= 100_000):
-        raise InputError(f"channel '{label}' sampled at {fs:g} Hz; need {min_fs:g} Hz to 100 kHz", path)
-    finite = np.isfinite(x)
-    if not finite.any():
-        raise InputError(f"channel '{label}' contains only NaN/missing values", path)
-    if finite.mean() < 0.5:
-        raise InputError(f"channel '{label}' is mostly NaN/missing ({100 * (1 - finite.mean()):.0f}%)", path)
-    xf = x[finite]
-    if np.ptp(xf) <= 1e-12 * max(1.0, float(np.max(np.abs(xf)))):
-        raise InputError(f"channel '{label}' is constant (flat line)", path)
+    from resp_sep.chunks import array_stats, check
+
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    if x.size == 0:
+        raise InputError(f"channel '{label}' has no samples", path)
+    check(array_stats(x, fs), label, path, min_fs=min_fs)
 
 
 def fill_gaps(x: np.ndarray) -> np.ndarray:

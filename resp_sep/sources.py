@@ -23,8 +23,13 @@ PPG sources
 Every heuristic output is band-passed to :data:`RESP_BAND` (6-42 breaths/min). Beat-derived
 series (heart rate, amplitudes) change once per beat: they are interpolated (monotone cubic) onto
 the grid; their content of interest is below 1 Hz, so nothing is lost at 10 Hz and an 8-hour
-night costs seconds. Beats are detected once per channel and shared by the sources that need them
-(:class:`SignalContext`).
+night costs seconds. Beats are detected once per channel, block by block (:mod:`resp_sep.beats`),
+and shared by the sources that need them (:class:`SignalContext`).
+
+Missing signal is marked, never filled in: a source is NaN on the grid where its channel has
+missing samples or a constant run (:mod:`resp_sep.chunks`: a lead off, a sensor disconnected), and
+the beat-derived sources also where no heart beat was found for :data:`MAX_BEAT_GAP_S` (an
+interpolated heart rate or amplitude across such a stretch would be filler, not breathing).
 
 References: Charlton et al., "An assessment of algorithms to estimate respiratory rate from the
 electrocardiogram and photoplethysmogram", Physiol. Meas. 37 (2016) 610; Charlton et al.,
@@ -35,9 +40,7 @@ photoplethysmogram", IEEE TBME 60 (2013) 1946.
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -48,16 +51,14 @@ from resp_sep.errors import InputError, RespSepError
 GRID_FS = 10.0
 #: breathing band (Hz) of every heuristic source: 6-42 breaths/min.
 RESP_BAND = (0.1, 0.7)
-#: ECG is analysed at no more than this rate (Hz): R-peaks need no finer timing for breathing.
-MAX_ECG_FS = 500.0
-#: PPG is analysed at this rate (Hz): its beats lie below 10 Hz.
-PPG_FS = 100.0
-#: fewest beats per minute of usable signal below which we say that no beats were found.
-MIN_BEATS_PER_MIN = 20.0
 #: heart/pulse rates (beats/min) outside this range are detection errors, bridged by interpolation.
 HR_RANGE = (25.0, 220.0)
-#: R-peak detectors tried in turn until one finds enough beats.
-ECG_PEAK_METHODS = ("neurokit", "pantompkins1985")
+#: beat-derived sources are missing between two beats further apart than this (s), and before the
+#: first / after the last beat when the channel starts or ends that long without one: no pulse was
+#: found there (20 beats/min at most), so there is nothing to interpolate.
+MAX_BEAT_GAP_S = 3.0
+#: shortest channel (s) a source is computed on
+MIN_SOURCE_S = 10.0
 ECG_RSP_METHODS = ("vangent2019", "charlton2016", "soni2019", "sarkar2015")
 #: half-width (s) of the QRS area window around each R peak.
 QRS_HALF_S = 0.05
@@ -68,47 +69,74 @@ S_SEARCH_S = 0.08
 # --------------------------------------------------------------------------------- the interface
 
 
-@dataclass
 class SignalContext:
-    """One input channel and the intermediate results its sources share (computed once, on demand).
+    """One ECG or PPG channel and what its sources share, computed once, on demand, block by block.
 
     Parameters
     ----------
-    x : numpy.ndarray, shape (n_samples,)
-        The ECG or PPG in any unit; NaN marks missing samples.
+    x : numpy.ndarray, shape (n_samples,), optional
+        The ECG or PPG in any unit (NaN marks missing samples), when it is in memory; or
+    channel : resp_sep.io.Channel, optional
+        The channel, read by ranges (a recording's channel: never held whole).
     fs : float
-        Its sampling rate (Hz).
+        Sampling rate (Hz) of ``x`` (a channel knows its own).
     kind : {"ecg", "ppg"}
     path : str, optional
         The recording, for error messages.
+    stats : resp_sep.chunks.ChannelStats, optional
+        The channel's :func:`~resp_sep.chunks.scan`, when the caller has it.
     separator : callable, optional
         ``separator(kind)`` returns a loaded :class:`resp_sep.separate.Separator` for ``kind``
         (called only when a separator source runs, so heuristics never import torch).
     separator_options : dict
-        Extra keyword arguments of :meth:`Separator.extract` (``hop``, ``batch_size``, ``progress``).
+        Extra keyword arguments of :func:`resp_sep.stream.extract_stream` (``hop``, ``batch_size``, ``progress``).
+    block_s, margin_s : float
+        Block core and margin (s) of the passes over the channel (:mod:`resp_sep.beats`).
+    cancel : threading.Event, optional
+        Stop after the current block when set (another input failed or the run was interrupted).
+    tick : callable, optional
+        ``tick(fraction)`` as the beat pass advances (progress).
     """
 
-    x: np.ndarray
-    fs: float
-    kind: str
-    path: str | None = None
-    separator: Callable[[str], object] | None = None
-    separator_options: dict = field(default_factory=dict)
-    _cache: dict = field(default_factory=dict, repr=False)
+    def __init__(self, x: np.ndarray | None = None, fs: float | None = None, kind: str = "ecg",
+                 path: str | None = None, *, channel=None, stats=None, separator: Callable[[str], object] | None = None,
+                 separator_options: dict | None = None, block_s: float | None = None, margin_s: float | None = None,
+                 cancel=None, tick: Callable[[float], None] | None = None):
+        from resp_sep.chunks import BLOCK_S, MARGIN_S
 
-    def __post_init__(self):
-        if self.kind not in ("ecg", "ppg"):
-            raise ValueError(f"kind must be 'ecg' or 'ppg' (got {self.kind!r})")
-        self.x = np.asarray(self.x, dtype=np.float64).reshape(-1)
+        if kind not in ("ecg", "ppg"):
+            raise ValueError(f"kind must be 'ecg' or 'ppg' (got {kind!r})")
+        if channel is None:
+            from resp_sep.io import recording_from_arrays
+
+            if x is None or fs is None:
+                raise ValueError("give the samples and their rate (x, fs) or a channel")
+            channel = recording_from_arrays({kind.upper(): (np.asarray(x, dtype=np.float64).reshape(-1), fs)},
+                                            name=path or "<array>").channels[0]
+        self.channel, self.kind, self.path = channel, kind, path
+        self.fs = float(channel.fs)
+        self.separator = separator
+        self.separator_options = dict(separator_options or {})
+        self.block_s = BLOCK_S if block_s is None else float(block_s)
+        self.margin_s = MARGIN_S if margin_s is None else float(margin_s)
+        self.cancel, self.tick = cancel, tick
+        self._cache: dict = {}
+        if stats is not None:
+            self._cache["stats"] = stats
+
+    @property
+    def n(self) -> int:
+        """Samples of the channel."""
+        return int(self.channel.n_samples)
 
     @property
     def n_grid(self) -> int:
         """Samples on the :data:`GRID_FS` grid covering the input."""
-        return _n_out(self.x.size, self.fs)
+        return _n_out(self.n, self.fs)
 
     @property
     def duration_s(self) -> float:
-        return self.x.size / self.fs
+        return self.n / self.fs
 
     def cached(self, key: str, fn: Callable[[], object]):
         """``fn()`` computed once per context; an :class:`InputError` is cached and raised again."""
@@ -123,21 +151,108 @@ class SignalContext:
         return v
 
     @property
+    def stats(self):
+        """The channel's :class:`~resp_sep.chunks.ChannelStats` (one reading pass)."""
+        from resp_sep.chunks import scan
+
+        whole = int((self.block_s + 2 * self.margin_s) * self.fs)
+        return self.cached("stats", lambda: scan(self.channel, whole_below=whole))
+
+    def checked(self):
+        """:attr:`stats`, after the input checks (:func:`resp_sep.chunks.check`)."""
+        from resp_sep.chunks import check
+
+        def run():
+            st = self.stats
+            check(st, self.channel.label, self.path, min_s=MIN_SOURCE_S, what=self.kind.upper())
+            return st
+
+        return self.cached("checked", run)
+
+    @property
     def missing(self) -> np.ndarray:
-        """Missing-input mask on the grid, shape (n_grid,)."""
-        return self.cached("missing", lambda: _missing_out(self.x, self.fs))
+        """Missing-input mask on the grid, shape (n_grid,): missing samples and constant runs."""
+        from resp_sep.chunks import missing_on_grid
+
+        return self.cached("missing", lambda: missing_on_grid(self.stats, self.n_grid, GRID_FS))
+
+    def beat_gaps(self) -> np.ndarray:
+        """Mask on the grid, shape (n_grid,): stretches without a beat for more than :data:`MAX_BEAT_GAP_S`."""
+        from resp_sep.chunks import missing_on_grid
+
+        def run():
+            t = self.r_peaks() / self.fs if self.kind == "ecg" else self.ppg_beats()[0]
+            return missing_on_grid(self.stats, self.n_grid, GRID_FS, extra=_gap_runs(t, self.n, self.fs))
+
+        return self.cached("beat_gaps", run)
+
+    def _beats(self):
+        from resp_sep import beats
+
+        fn = beats.ecg_beats if self.kind == "ecg" else beats.ppg_beats
+        return self.cached("beats", lambda: fn(self.channel, self.checked(), path=self.path, grid_fs=GRID_FS,
+                                               block_s=self.block_s, margin_s=self.margin_s, cancel=self.cancel,
+                                               tick=self.tick))
 
     def r_peaks(self) -> np.ndarray:
-        """R-peak sample indices at ``fs`` (:func:`ecg_r_peaks`)."""
-        return self.cached("r_peaks", lambda: ecg_r_peaks(self.x, self.fs, path=self.path))
+        """R-peak sample indices at ``fs`` (:func:`resp_sep.beats.ecg_beats`)."""
+        return self._beats().r_peaks
 
-    def clean_ecg(self) -> tuple[np.ndarray, float]:
-        """NeuroKit2-cleaned ECG and its rate (Hz)."""
-        return self.cached("clean_ecg", lambda: _clean_ecg(self.x, self.fs))
+    def clean_ecg(self) -> tuple[object, float]:
+        """The cleaned ECG (read by ranges: ``clean.take(rows)``, ``clean.n``) and its rate (Hz)."""
+        b = self._beats()
+        return b.clean, b.fs_clean
 
     def ppg_beats(self) -> tuple[np.ndarray, np.ndarray]:
-        """PPG peak times (s) and pulse amplitudes (:func:`ppg_beats`)."""
-        return self.cached("ppg_beats", lambda: ppg_beats(self.x, self.fs, path=self.path))
+        """PPG peak times (s) and pulse amplitudes (:func:`resp_sep.beats.ppg_beats`)."""
+        b = self._beats()
+        return b.times_s, b.amplitude
+
+    def baseline(self) -> np.ndarray:
+        """The channel resampled to the grid (median removed, NaN gaps bridged), shape (n_grid,)."""
+        return fit_length(self._beats().baseline, self.n_grid)
+
+    @property
+    def notes(self) -> list[str]:
+        """What the user should know about how this channel was read (a polarity flip, memory)."""
+        out = []
+        st = self._cache.get("stats")
+        if st is not None and not isinstance(st, RespSepError):
+            what = f"{self.kind.upper()} '{self.channel.label}'"
+            if st.n_flat:
+                out.append(f"{what}: {_minutes(st.n_flat / st.fs)} of constant signal (lead off or sensor "
+                           f"disconnected?) marked missing")
+            if st.n_finite < st.n:
+                out.append(f"{what}: {_minutes((st.n - st.n_finite) / st.fs)} of missing samples marked missing")
+        b = self._cache.get("beats")
+        if b is None or isinstance(b, RespSepError):
+            return out
+        out.extend(b.notes)
+        if getattr(b, "inverted", False):
+            out.append(f"{self.kind.upper()} '{self.channel.label}' read inverted (its QRS complexes point down)")
+        if getattr(b, "detector", "neurokit") != "neurokit":
+            out.append(f"{self.kind.upper()} R-peaks by {b.detector} (the neurokit detector found too few)")
+        return out
+
+    def close(self) -> None:
+        """Release the temporary file of the cleaned signal."""
+        b = self._cache.get("beats")
+        if b is not None and not isinstance(b, RespSepError) and hasattr(b.clean if hasattr(b, "clean") else None,
+                                                                          "close"):
+            b.clean.close()
+
+
+def _minutes(s: float) -> str:
+    return f"{s:.1f} s" if s < 60 else f"{s / 60:.1f} min"
+
+
+def _gap_runs(times_s: np.ndarray, n: int, fs: float) -> np.ndarray:
+    """Channel-sample runs ``[start, end)`` with no beat for more than :data:`MAX_BEAT_GAP_S`."""
+    t = np.concatenate(([0.0], np.asarray(times_s, dtype=float), [n / fs]))
+    gap = np.flatnonzero(np.diff(t) > MAX_BEAT_GAP_S)
+    if not gap.size:
+        return np.zeros((0, 2), np.int64)
+    return np.stack([np.ceil(t[gap] * fs), np.floor(t[gap + 1] * fs)], axis=1).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -164,6 +279,8 @@ class Source:
         family fail together (R-wave amplitude, R-S amplitude and QRS area all read the same
         QRS complexes), so fusion gives a family one vote, not one per member
         (:func:`resp_sep.fusion.fuse`, ``families``).
+    beats : bool
+        Derived from the heart beats (missing where none were found, :meth:`SignalContext.beat_gaps`).
     """
 
     name: str
@@ -173,6 +290,7 @@ class Source:
     fusion: bool = True
     model: bool = False
     family: str = ""
+    beats: bool = True
 
 
 #: every source by name, in a stable order (ECG first).
@@ -186,7 +304,8 @@ FAMILIES = ("ecg_rate", "ecg_amplitude", "ecg_baseline", "ppg_rate", "ppg_amplit
             "separator_ecg", "separator_ppg")
 
 
-def register(name: str, kind: str, description: str, *, family: str, fusion: bool = True, model: bool = False):
+def register(name: str, kind: str, description: str, *, family: str, fusion: bool = True, model: bool = False,
+             beats: bool = True):
     """Decorator adding a source function to :data:`SOURCES`."""
     if family not in FAMILIES:
         raise ValueError(f"source {name!r}: unknown family {family!r}")
@@ -194,7 +313,7 @@ def register(name: str, kind: str, description: str, *, family: str, fusion: boo
     def deco(fn):
         if name in SOURCES:
             raise ValueError(f"source {name!r} registered twice")
-        SOURCES[name] = Source(name, kind, fn, description, fusion, model, family)
+        SOURCES[name] = Source(name, kind, fn, description, fusion, model, family, beats)
         return fn
 
     return deco
@@ -251,7 +370,8 @@ def compute_source(name: str, ctx: SignalContext) -> SourceOutput:
     src = SOURCES[name]
     if src.kind != ctx.kind:
         raise ValueError(f"source {name!r} needs a {src.kind.upper()} channel, got {ctx.kind.upper()}")
-    wave = _nan_where(np.asarray(src.fn(ctx), dtype=np.float64), ctx.missing)
+    ctx.checked()
+    wave = _nan_where(np.asarray(src.fn(ctx), dtype=np.float64), ctx.beat_gaps() if src.beats else ctx.missing)
     if not np.isfinite(wave).any():
         raise InputError(f"{name} gave no valid samples", ctx.path)
     return SourceOutput(name, src.kind, wave)
@@ -287,7 +407,10 @@ def all_heuristics(x: np.ndarray, fs: float, kind: str, path: str | None = None)
         When none of them can run (the first reason is given).
     """
     ctx = SignalContext(x, fs, kind, path=path)
-    out, failures = compute_sources(source_names(kind, heuristics_only=True), ctx)
+    try:
+        out, failures = compute_sources(source_names(kind, heuristics_only=True), ctx)
+    finally:
+        ctx.close()
     if not out:
         raise InputError(next(iter(failures.values()), "no source could run"), path)
     return out
@@ -313,26 +436,19 @@ for _m in ECG_RSP_METHODS:
              fusion=(_m == "sarkar2015"))(_rsa(_m))
 
 
-def _around_r(ctx: SignalContext, lo_s: float, hi_s: float) -> tuple[np.ndarray, float]:
-    """The cleaned ECG around every R peak, from ``lo_s`` to ``hi_s`` (s), shape (n_beats, n); and its rate (Hz)."""
-    clean, fs_c = ctx.clean_ecg()
-    idx = np.round(ctx.r_peaks() * fs_c / ctx.fs).astype(int)
-    offs = np.arange(int(round(lo_s * fs_c)), int(round(hi_s * fs_c)) + 1)
-    return clean[np.clip(idx[:, None] + offs[None, :], 0, clean.size - 1)], fs_c
-
-
 #: beats whose surroundings are gathered at once (the rows are independent: the same values as all at
 #: once, with temporaries bounded whatever the recording's length)
 BEAT_CHUNK = 8192
 
 
 def _beat_values(ctx: SignalContext, lo_s: float, hi_s: float, fn: Callable[[np.ndarray, float], np.ndarray]) -> np.ndarray:
-    """``fn(rows, fs_c)`` of :func:`_around_r`'s rows, :data:`BEAT_CHUNK` beats at a time; one value per beat."""
+    """``fn(rows, fs_c)`` of the cleaned ECG around every R peak, from ``lo_s`` to ``hi_s`` (s), rows of shape
+    (beats, samples), :data:`BEAT_CHUNK` beats at a time; one value per beat."""
     clean, fs_c = ctx.clean_ecg()
     peaks = ctx.r_peaks()
     idx = np.round(peaks * fs_c / ctx.fs).astype(int)
     offs = np.arange(int(round(lo_s * fs_c)), int(round(hi_s * fs_c)) + 1)
-    parts = [fn(clean[np.clip(idx[a:a + BEAT_CHUNK, None] + offs[None, :], 0, clean.size - 1)], fs_c)
+    parts = [fn(clean.take(np.clip(idx[a:a + BEAT_CHUNK, None] + offs[None, :], 0, clean.n - 1)), fs_c)
              for a in range(0, idx.size, BEAT_CHUNK)]
     return np.concatenate(parts) if parts else np.zeros(0)
 
@@ -362,21 +478,21 @@ def _ecg_qrs_area(ctx: SignalContext) -> np.ndarray:
     return _per_beat(ctx, _beat_values(ctx, -QRS_HALF_S, QRS_HALF_S, area))
 
 
-@register("ecg_baseline", "ecg", "baseline wander (the ECG low-passed to the breathing band)", family="ecg_baseline")
+@register("ecg_baseline", "ecg", "baseline wander (the ECG low-passed to the breathing band)", family="ecg_baseline",
+          beats=False)
 def _ecg_baseline(ctx: SignalContext) -> np.ndarray:
     ctx.r_peaks()  # a channel without heart beats is not an ECG, whatever its wander
-    x = _check(ctx.x, ctx.fs, "ECG", ctx.path)
-    return _bandpass(_resample(_bridge(x), ctx.fs, GRID_FS, ctx.n_grid), GRID_FS)
+    return _bandpass(ctx.baseline(), GRID_FS)
 
 
 # ----------------------------------------------------------------------------------- PPG sources
 
 
-@register("ppg_baseline", "ppg", "PPG intensity (the PPG band-passed to the breathing band, RIIV)", family="ppg_baseline")
+@register("ppg_baseline", "ppg", "PPG intensity (the PPG band-passed to the breathing band, RIIV)", family="ppg_baseline",
+          beats=False)
 def _ppg_baseline(ctx: SignalContext) -> np.ndarray:
     ctx.ppg_beats()  # a channel without pulses is not a PPG
-    x = _check(ctx.x, ctx.fs, "PPG", ctx.path)
-    return _bandpass(_resample(_bridge(x), ctx.fs, GRID_FS, ctx.n_grid), GRID_FS)
+    return _bandpass(ctx.baseline(), GRID_FS)
 
 
 @register("ppg_amplitude", "ppg", "pulse amplitude, peak minus preceding foot (RIAV)", family="ppg_amplitude")
@@ -398,11 +514,17 @@ def _ppg_rate(ctx: SignalContext) -> np.ndarray:
 
 
 def _separator(ctx: SignalContext) -> np.ndarray:
+    """The separator's respiration of the channel, streamed: segments read as they are needed
+    (:func:`resp_sep.stream.extract_stream`), never the whole channel."""
+    from resp_sep.chunks import Bridged
+    from resp_sep.stream import extract_stream
+
     if ctx.separator is None:
         raise ValueError("this context has no separator loader")
+    st = ctx.checked()
     sep = ctx.separator(ctx.kind)
-    x = _bridge(_check(ctx.x, ctx.fs, ctx.kind.upper(), ctx.path))
-    y = sep.extract(x, ctx.fs, out_fs=GRID_FS, path=ctx.path, **ctx.separator_options)
+    y = extract_stream(sep, Bridged(ctx.channel, st), st.n, ctx.fs, out_fs=GRID_FS, path=ctx.path,
+                       label=ctx.channel.label, **ctx.separator_options)
     return fit_length(np.asarray(y, dtype=np.float64), ctx.n_grid)
 
 
@@ -410,21 +532,16 @@ def _separator(ctx: SignalContext) -> np.ndarray:
 # subjects the fusion with and without them tied (docs/method.md) and they cost two thirds of the
 # run time. They join when a model is given (--model) or named (--method fusion,separator_ecg).
 register("separator_ecg", "ecg", "multi-encoder autoencoder, respiration encoder (shipped ECG model)",
-         family="separator_ecg", fusion=False, model=True)(_separator)
+         family="separator_ecg", fusion=False, model=True, beats=False)(_separator)
 register("separator_ppg", "ppg", "multi-encoder autoencoder, respiration encoder (shipped PPG model)",
-         family="separator_ppg", fusion=False, model=True)(_separator)
+         family="separator_ppg", fusion=False, model=True, beats=False)(_separator)
 
 
 # --------------------------------------------------------------------------------- beat detection
 
 
 def ecg_r_peaks(ecg: np.ndarray, fs: float, path: str | None = None) -> np.ndarray:
-    """R-peak sample indices (at ``fs``): NeuroKit2 ``ecg_clean`` + ``ecg_peaks``.
-
-    The ``neurokit`` detector is tried first, then ``pantompkins1985`` when it finds fewer than
-    :data:`MIN_BEATS_PER_MIN` (it misses wide, slurred complexes such as paced or ventricular beats).
-    Artefact correction (Lipponen & Tarvainen 2019) is on, as in NeuroKit2's own ``ecg_process``:
-    an ectopic or missed beat would otherwise be a heart-rate spike that the band-pass rings on.
+    """R-peak sample indices (at ``fs``) of an ECG array (:func:`resp_sep.beats.ecg_beats`).
 
     Returns
     -------
@@ -435,29 +552,16 @@ def ecg_r_peaks(ecg: np.ndarray, fs: float, path: str | None = None) -> np.ndarr
     InputError
         When no heart beats can be found (flat, missing or non-ECG signal).
     """
-    import neurokit2 as nk
-
-    clean, fs_c = _clean_ecg(ecg, fs, path)
-    peaks = np.zeros(0, int)
-    for method in ECG_PEAK_METHODS:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _, info = nk.ecg_peaks(clean, sampling_rate=fs_c, method=method, correct_artifacts=True)
-            peaks = np.asarray(info["ECG_R_Peaks"], dtype=int)
-        except Exception:  # noqa: BLE001 - NeuroKit raises assorted errors on signals without beats
-            peaks = np.zeros(0, int)
-        if _enough_beats(peaks.size, ecg, fs):
-            break
-    peaks = np.round(peaks * fs / fs_c).astype(int)
-    _require_beats(peaks.size, ecg, fs, "ECG R-peaks", path)
-    return peaks
+    ctx = SignalContext(ecg, fs, "ecg", path)
+    try:
+        ctx.checked()
+        return ctx.r_peaks()
+    finally:
+        ctx.close()
 
 
 def ppg_beats(ppg: np.ndarray, fs: float, path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Systolic peak times (s) and pulse amplitudes (peak minus the lowest point since the previous peak).
-
-    NeuroKit2 ``ppg_clean`` + ``ppg_findpeaks`` (method ``elgendi``) at :data:`PPG_FS`.
+    """Systolic peak times (s) and pulse amplitudes of a PPG array (:func:`resp_sep.beats.ppg_beats`).
 
     Returns
     -------
@@ -468,55 +572,12 @@ def ppg_beats(ppg: np.ndarray, fs: float, path: str | None = None) -> tuple[np.n
     InputError
         When no pulses can be found.
     """
-    import neurokit2 as nk
-
-    x = _check(ppg, fs, "PPG", path)
-    fs_p = min(fs, PPG_FS)
-    y = _resample(_bridge(x), fs, fs_p)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            clean = np.asarray(nk.ppg_clean(y, sampling_rate=fs_p), dtype=float)
-            peaks = np.asarray(nk.ppg_findpeaks(clean, sampling_rate=fs_p)["PPG_Peaks"], dtype=int)
-    except Exception:  # noqa: BLE001 - NeuroKit raises assorted errors on signals without pulses
-        peaks = np.zeros(0, int)
-    _require_beats(peaks.size, ppg, fs, "PPG pulses", path)
-    # the foot of each pulse: the minimum between the previous peak (or the start) and this one
-    starts = np.concatenate(([0], peaks[:-1]))
-    feet = np.minimum.reduceat(clean, starts)
-    # reduceat spans starts[i]..starts[i+1]-1 = previous peak .. this peak - 1; the last one runs to the end
-    feet[-1] = clean[starts[-1]: peaks[-1] + 1].min()
-    return peaks / fs_p, clean[peaks] - feet
-
-
-def _enough_beats(n_beats: int, x: np.ndarray, fs: float) -> bool:
-    """At least MIN_BEATS_PER_MIN beats per minute of usable (non-NaN) signal, and at least 3."""
-    usable_min = np.isfinite(np.asarray(x, dtype=float)).sum() / fs / 60.0
-    return n_beats >= max(3, MIN_BEATS_PER_MIN * usable_min)
-
-
-def _require_beats(n_beats: int, x: np.ndarray, fs: float, what: str, path: str | None = None) -> None:
-    """Raise InputError unless there are enough beats (:func:`_enough_beats`)."""
-    if not _enough_beats(n_beats, x, fs):
-        usable_min = np.isfinite(np.asarray(x, dtype=float)).sum() / fs / 60.0
-        raise InputError(f"no {what} found ({n_beats} in {usable_min:.1f} min of signal): "
-                         "is this channel the right kind?", path)
+    ctx = SignalContext(ppg, fs, "ppg", path)
+    ctx.checked()
+    return ctx.ppg_beats()
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def _check(x: np.ndarray, fs: float, what: str, path: str | None = None) -> np.ndarray:
-    """As float64 1-D; InputError when the rate is absurd or the signal is empty, all NaN or flat."""
-    x = np.asarray(x, dtype=np.float64).reshape(-1)
-    if not (np.isfinite(fs) and fs > 0):
-        raise InputError(f"invalid {what} sampling rate {fs} Hz", path)
-    finite = np.isfinite(x)
-    if x.size < 10 * fs or finite.mean() < 0.5:
-        raise InputError(f"{what} too short or mostly missing ({finite.sum() / fs:.0f} s usable)", path)
-    if np.ptp(x[finite]) == 0:
-        raise InputError(f"{what} is flat (constant); no beats can be found", path)
-    return x
 
 
 def _bridge(x: np.ndarray) -> np.ndarray:
@@ -531,31 +592,6 @@ def _bridge(x: np.ndarray) -> np.ndarray:
     x = x.copy()
     x[bad] = np.interp(np.flatnonzero(bad), good, x[good])
     return x
-
-
-def _resample(x: np.ndarray, fs: float, fs_out: float, n_out: int | None = None) -> np.ndarray:
-    """Polyphase resampling (anti-aliased) to ``fs_out``; the level is removed first so the ends do not ring.
-
-    ``n_out`` trims or edge-pads the result to an exact length.
-    """
-    from scipy.signal import resample_poly
-
-    ratio = Fraction(fs_out / fs).limit_denominator(1000)
-    x = x - np.median(x)
-    y = x if ratio == 1 else resample_poly(x, ratio.numerator, ratio.denominator)
-    return y if n_out is None else fit_length(y, n_out)
-
-
-def _clean_ecg(ecg: np.ndarray, fs: float, path: str | None = None) -> tuple[np.ndarray, float]:
-    """NeuroKit2 ``ecg_clean`` at min(fs, MAX_ECG_FS) Hz; returns (cleaned, its rate in Hz)."""
-    import neurokit2 as nk
-
-    x = _bridge(_check(ecg, fs, "ECG", path))
-    fs_c = min(fs, MAX_ECG_FS)
-    if fs_c != fs:
-        x = _resample(x, fs, fs_c)
-        fs_c = float(fs * Fraction(fs_c / fs).limit_denominator(1000))
-    return np.asarray(nk.ecg_clean(x, sampling_rate=fs_c), dtype=float), fs_c
 
 
 def fit_length(x: np.ndarray, n: int, fill: float | None = None) -> np.ndarray:
@@ -575,17 +611,6 @@ def fit_length(x: np.ndarray, n: int, fill: float | None = None) -> np.ndarray:
 def _n_out(n: int, fs: float) -> int:
     """Samples at GRID_FS for a signal of n samples at fs."""
     return max(1, round(n * GRID_FS / fs))
-
-
-def _missing_out(x: np.ndarray, fs: float) -> np.ndarray:
-    """Missing-sample mask at GRID_FS, shape (_n_out(len(x), fs),): any NaN within an output sample's span."""
-    bad = ~np.isfinite(np.asarray(x, dtype=float).reshape(-1))
-    n = _n_out(bad.size, fs)
-    out = np.zeros(n, bool)
-    if bad.any():
-        idx = np.flatnonzero(bad)
-        out[np.clip(np.floor(idx * GRID_FS / fs).astype(int), 0, n - 1)] = True
-    return out
 
 
 def _beat_rate(peaks: np.ndarray, fs: float, n_out: int) -> np.ndarray:

@@ -45,25 +45,6 @@ Reader = Callable[[int, int], np.ndarray]
 # ------------------------------------------------------------------------------------ extraction
 
 
-class _Checks:
-    """What preprocess.check_channel verifies, gathered from the blocks as they are read."""
-
-    def __init__(self):
-        self.lo, self.hi = np.inf, -np.inf
-        self.finite = True
-
-    def update(self, x: np.ndarray) -> None:
-        if x.size:
-            if not np.all(np.isfinite(x)):
-                self.finite = False
-            self.lo = min(self.lo, float(np.min(x)))
-            self.hi = max(self.hi, float(np.max(x)))
-
-
-class NotStreamable(Exception):
-    """The channel holds missing samples: the whole-array path (with gap filling) must be used."""
-
-
 def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 25.0, hop: int | None = None,
                    batch_size: int | None = None, progress: Callable[[int, int], None] | None = None,
                    path: str | None = None, label: str = "", block: int = BLOCK) -> np.ndarray:
@@ -73,7 +54,9 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
     ----------
     sep : Separator
     read : callable
-        ``read(a, b)`` returns samples ``a..b-1`` of the channel (physical units, float64).
+        ``read(a, b)`` returns samples ``a..b-1`` of the channel (physical units, float64, finite:
+        missing samples bridged, :class:`resp_sep.chunks.Bridged`; the channel checked before,
+        :func:`resp_sep.chunks.check`).
     n_in : int
         Samples in the channel.
     fs : float
@@ -89,22 +72,14 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
     Raises
     ------
     InputError
-        Too short for one segment, or a constant channel (as the whole-array path).
-    NotStreamable
-        The channel has NaN samples (the caller falls back to the whole-array path).
+        Too short for one segment.
     """
     from resp_sep.separate import segment_starts, triangular_weights
 
     import torch
 
-    checks = _Checks()
-
     def read_checked(a: int, b: int) -> np.ndarray:
-        x = np.asarray(read(a, b), dtype=np.float64)
-        checks.update(x)
-        if not checks.finite:
-            raise NotStreamable
-        return x
+        return np.asarray(read(a, b), dtype=np.float64)
 
     x_first = float(read_checked(0, 1)[0])
     x_last = float(read_checked(n_in - 1, n_in)[0])
@@ -212,55 +187,4 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
         if r2 is None:
             r2 = LineResampler(n200, up2, down2, float(fin[0]), y_last)
         emit(base)
-    if not (np.isfinite(checks.lo) and checks.hi - checks.lo
-            > 1e-12 * max(1.0, abs(checks.lo), abs(checks.hi))):
-        raise InputError(f"channel '{label}' is constant (flat line)", path)
     return np.concatenate(pieces).astype(np.float32)
-
-
-def stream_role(rec, role: str, overrides: dict | None, sep, *, out_fs: float, hop: int | None = None,
-                batch_size: int | None = None, progress: Callable[[int, int], None] | None = None,
-                min_fs: float = 50.0):
-    """:func:`extract_stream` of the channel serving ``role`` in a recording, when it can be streamed.
-
-    Parameters
-    ----------
-    rec : Recording
-    role : str
-        ``ecg`` or ``ppg``.
-    overrides : dict, optional
-        ``{role: label}`` from ``--channel``.
-    sep : Separator
-
-    Returns
-    -------
-    (y, signal, n_samples) or None
-        The separator's output at ``out_fs`` (float32, what ``sep.extract(load_signal(rec, role,
-        overrides, fs_out=None).x, fs, out_fs=...)`` gives), a :class:`LoadedSignal` describing the
-        channel (its ``x`` is empty: the channel was never held whole) and the channel's sample
-        count. ``None`` when the channel cannot be read in ranges (WFDB), has missing samples or
-        fails the checks of :func:`resp_sep.preprocess.load_signal` other than flatness (that
-        function then gives the error).
-    """
-    from resp_sep.channels import detect_roles
-    from resp_sep.preprocess import LoadedSignal
-
-    roles = detect_roles(rec.labels, overrides, path=str(rec.path))
-    if role not in roles:
-        return None
-    choice = roles[role]
-    ch = rec.channel(choice.label)
-    if not (min_fs <= ch.fs <= 100_000) or ch.n_samples < 2:
-        return None
-    blocks = ch.blocks()
-    if blocks is None:
-        return None
-    with blocks as read:
-        try:
-            y = extract_stream(sep, read, ch.n_samples, ch.fs, out_fs=out_fs, hop=hop, batch_size=batch_size,
-                               progress=progress, path=str(rec.path), label=ch.label)
-        except NotStreamable:
-            return None
-    sig = LoadedSignal(x=np.zeros(0, dtype=np.float32), fs=ch.fs, label=ch.label, role=role, fs_orig=ch.fs,
-                       path=str(rec.path), note=choice.note)
-    return y, sig, ch.n_samples

@@ -54,28 +54,69 @@ def _reason(exc: OSError) -> str:
 
 @contextlib.contextmanager
 def _output_errors(path: str | os.PathLike) -> Iterator[None]:
-    """Turn an ``OSError`` into :class:`~resp_sep.errors.OutputError` naming ``path``."""
+    """Turn an ``OSError`` into :class:`~resp_sep.errors.OutputError` naming ``path`` - the output the
+    user asked for, also when ``path`` is its hidden temporary (a disk-full error while writing the
+    temporary is the output's error)."""
     try:
         yield
     except OutputError:
         raise
     except OSError as exc:
-        raise OutputError(f"cannot write: {_reason(exc)}", str(path)) from exc
+        shown = _TEMP_FINAL.get(Path(path), Path(path))
+        raise OutputError(f"cannot write: {_reason(exc)}", str(shown)) from exc
+
+
+def _host() -> str:
+    """This machine's name as it may appear in a file name (temporaries on shared cluster folders)."""
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname() or "host")[:40]
 
 
 def _temp_name(final: Path) -> Path:
     """A hidden, unique temporary name beside ``final`` that keeps its suffix.
 
-    ``night.edf`` -> ``.night.edf.<pid>-<random>.tmp.edf``: hidden so it is not picked up by a
-    folder scan, and ending in the real suffix because edflib and wfdb check the extension.
+    ``night.edf`` -> ``.night.edf.<host>-<pid>-<random>.tmp.edf``: hidden so it is not picked up by a
+    folder scan, ending in the real suffix because edflib and wfdb check the extension, and naming
+    the machine and process that write it, so that a later run can tell a dead writer's leftover
+    (:func:`_remove_dead_temps`) from a live one's.
     """
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    token = f"{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
     return final.with_name(f".{final.name}.{token}.tmp{final.suffix}")
 
 
 #: temporary files this process has created and not yet renamed or deleted: a signal handler that
 #: must exit at once (a batch worker told to stop) deletes them with :func:`remove_live_temps`
 _LIVE_TEMPS: set[Path] = set()
+#: temporary -> the output it becomes (messages name the output)
+_TEMP_FINAL: dict[Path, Path] = {}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_dead_temps(final: Path) -> None:
+    """Delete the temporaries a killed writer of ``final`` left behind (``kill -9``, a node that
+    lost power): those of this machine whose process no longer runs. A live writer's, and another
+    machine's on a shared folder, are left alone."""
+    prefix = f".{final.name}.{_host()}-"
+    try:
+        names = [e.name for e in os.scandir(final.parent if str(final.parent) else ".") if e.name.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        m = re.match(r"(\d+)-[0-9a-f]+\.tmp", name[len(prefix):])
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            for cand in (final.with_name(name), *final.parent.glob(_glob.escape(f".{name}.") + "*")):
+                with contextlib.suppress(OSError):
+                    cand.unlink()
 
 
 def _reserve_temp(final: Path) -> Path:
@@ -83,6 +124,7 @@ def _reserve_temp(final: Path) -> Path:
     with _output_errors(final):
         if final.is_dir():
             raise OutputError("cannot write: is a folder", str(final))
+        _remove_dead_temps(final)
         while True:
             tmp = _temp_name(final)
             try:
@@ -93,6 +135,7 @@ def _reserve_temp(final: Path) -> Path:
                 continue
             os.close(fd)
             _LIVE_TEMPS.add(tmp)
+            _TEMP_FINAL[tmp] = final
             return tmp
 
 
@@ -100,6 +143,7 @@ def _drop_temp(tmp: Path) -> None:
     with contextlib.suppress(OSError):
         tmp.unlink()
     _LIVE_TEMPS.discard(tmp)
+    _TEMP_FINAL.pop(tmp, None)
 
 
 def remove_live_temps() -> None:
@@ -109,14 +153,16 @@ def remove_live_temps() -> None:
             with contextlib.suppress(OSError):
                 cand.unlink()
         _LIVE_TEMPS.discard(tmp)
+        _TEMP_FINAL.pop(tmp, None)
 
 
 def remove_stale_temps(finals: Sequence[str | os.PathLike], pids: Sequence[int]) -> None:
     """Delete the temporary files that processes ``pids`` (stopped workers) left for ``finals``."""
+    host = _host()
     for final in finals:
         f = Path(final)
         for pid in pids:
-            for pattern in (f".{f.name}.{pid}-", f"..{f.name}.{pid}-"):
+            for pattern in (f".{f.name}.{host}-{pid}-", f"..{f.name}.{host}-{pid}-"):
                 for cand in f.parent.glob(_glob.escape(pattern) + "*"):
                     with contextlib.suppress(OSError):
                         cand.unlink()
@@ -161,6 +207,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
             yield tmp
             os.replace(tmp, final)
         _LIVE_TEMPS.discard(tmp)
+        _TEMP_FINAL.pop(tmp, None)
     except BaseException:  # also on Ctrl-C: never leave the temporary file behind
         _drop_temp(tmp)
         raise
@@ -192,6 +239,7 @@ class OutputSet:
                 with _output_errors(final):
                     os.replace(tmp, final)
                 _LIVE_TEMPS.discard(tmp)
+                _TEMP_FINAL.pop(tmp, None)
                 done.append(final)
         except BaseException:
             for final in done:  # all or nothing: a result without its companions misleads
@@ -285,7 +333,17 @@ def _check_writable_folder(folder: Path, shown: str) -> None:
     if not folder.is_dir():
         raise OutputError(f"cannot write: '{folder}' is not a folder", shown)
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write: permission denied in folder '{folder}'", shown)
+        raise OutputError(f"cannot write: {_access_problem(folder)} in folder '{folder}'", shown)
+
+
+def _access_problem(folder: Path) -> str:
+    """Why a folder cannot be written: a read-only file system, or permission denied."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        pass
+    return "permission denied"
 
 
 def check_folder(folder: str | os.PathLike, option: str = "--out-dir") -> bool:
@@ -299,7 +357,7 @@ def check_folder(folder: str | os.PathLike, option: str = "--out-dir") -> bool:
     p = Path(folder)
     if p.is_dir():
         if not os.access(p, os.W_OK | os.X_OK):
-            raise OutputError(f"{option}: permission denied (cannot write in the folder)", str(folder))
+            raise OutputError(f"{option}: {_access_problem(p)} (cannot write in the folder)", str(folder))
         return True
     if p.exists() or p.is_symlink():
         raise OutputError(f"{option}: exists and is not a folder", str(folder))
@@ -309,7 +367,7 @@ def check_folder(folder: str | os.PathLike, option: str = "--out-dir") -> bool:
     if not anc.is_dir():
         raise OutputError(f"{option}: cannot create the folder ('{anc}' is a file)", str(folder))
     if not os.access(anc, os.W_OK | os.X_OK):
-        raise OutputError(f"{option}: cannot create the folder (permission denied in '{anc}')", str(folder))
+        raise OutputError(f"{option}: cannot create the folder ({_access_problem(anc)} in '{anc}')", str(folder))
     return False
 
 

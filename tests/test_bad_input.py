@@ -69,8 +69,8 @@ CORPUS = {
     "fs_absurd_high": (lambda d: _patched(d, "fast.edf", 244, b"0.00001 ", plus=False), "absurd sampling rate"),
     "fs_absurd_low": (lambda d: _patched(d, "slow.edf", 244, b"10000000", plus=False), "absurd sampling rate"),
     "fs_1MHz": (_one_megahertz, "absurd sampling rate (1e+06 Hz)"),
-    # EDF+ whose record duration contradicts its annotation time stamps: pyedflib refuses it
-    "edf_plus_inconsistent": (lambda d: _patched(d, "incons.edf", 244, b"2       "), "cannot open"),
+    # EDF+ whose record duration contradicts its annotation time stamps
+    "edf_plus_inconsistent": (lambda d: _patched(d, "incons.edf", 244, b"2       "), "time stamps and header disagree"),
     "txt": (_file("notes.txt", "ECG"), "unsupported file type"),
     "csv": (_file("ecg.csv", "t,ecg\n0,1\n"), "unsupported file type"),
     "hea_garbage": (_file("junk.hea", "%%% not a header\n!!\n"), "wfdb header"),

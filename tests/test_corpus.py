@@ -238,7 +238,7 @@ BROKEN = {
     "physical_min_eq_max": (_patch("peq.edf", "pmin", b"1.02    ", plus=False), "physical minimum equals"),
     "physical_text": (_patch("ptxt.edf", "pmax", b"high    "), "physical maximum"),
     "edf_plus_d": (_patch("disc.edf", 192, b"EDF+D".ljust(44)), "discontinuous"),
-    "edf_plus_timestamps_lie": (_patch("incons.edf", 244, b"2       "), "cannot open"),
+    "edf_plus_timestamps_lie": (_patch("incons.edf", 244, b"2       "), "time stamps and header disagree"),
     "fs_absurd_high": (_patch("fast.edf", 244, b"0.00001 ", plus=False), "absurd sampling rate"),
     "fs_absurd_low": (_patch("slow.edf", 244, b"10000000", plus=False), "absurd sampling rate"),
     "fs_1MHz": (_one_megahertz, "absurd sampling rate"),
@@ -296,7 +296,7 @@ AWKWARD_BUT_GOOD = {
     "edf_latin1_patient": (_patch("patient.edf", 8, "M\xfcller".encode("latin-1"), plus=False), None, "ECG"),
     "edf_bad_start_date": (_patch("date.edf", 168, b"32.13.99", plus=False), None, "ECG"),
     "bdf_plain": (lambda d: _edf(d, "plain.bdf", plus=False, bdf=True), None, "ECG"),
-    "wfdb_no_length": (_wfdb("nolen", record_line=f"nolen 1 {FS}", dat=_i16()), None, "ECG"),
+    "wfdb_no_length": (_wfdb("nolen", record_line=f"nolen 1 {FS}", dat=_i16()), "gives no signal length", "ECG"),
     "wfdb_byte_offset": (_wfdb("off", signal_lines=["off.dat 16+24 200/mV 16 0 0 0 0 ECG"],
                                dat=b"\0" * 24 + _i16()), None, "ECG"),
     "wfdb_counter_frequency": (_wfdb("cnt", record_line=f"cnt 1 {FS}/1000 2500", dat=_i16()), None, "ECG"),
@@ -359,20 +359,18 @@ def test_info_reads_awkward_but_valid_input(case, tmp_path, run_cli):
 
 
 def test_latin1_label_and_values_match_pyedflib(tmp_path):
-    """The fallback reader (for files edflib refuses over text fields) gives edflib's samples."""
-    from resp_sep.integrity import EdfRaw, check_edf
+    """The one EDF reader gives edflib's samples and annotations, also for files edflib refuses over text fields."""
+    from resp_sep.io import read_recording
 
     src = _edf(tmp_path, "ref.edf")
     with pyedflib.EdfReader(str(src)) as f:
         want = f.readSignal(0)
         want_ann = f.readAnnotations()
-    x = EdfRaw(check_edf(src)).physical(0)
-    np.testing.assert_allclose(x, want, rtol=0, atol=1e-12)
-    assert len(EdfRaw(check_edf(src)).annotations()) == len(want_ann[0])
+    rec = read_recording(src)
+    np.testing.assert_array_equal(rec.channels[0].read(), want)
+    assert len(rec.annotations) == len(want_ann[0])
     latin = Path(AWKWARD_BUT_GOOD["edf_latin1_label"][0](tmp_path))
-    from resp_sep.io import read_recording
-
-    np.testing.assert_allclose(read_recording(latin).channel("EKG \u00c4bl").read(), want, atol=1e-12)
+    np.testing.assert_array_equal(read_recording(latin).channel("EKG \u00c4bl").read(), want)
 
 
 # ------------------------------------------------------------------------------- extract, subset

@@ -183,12 +183,13 @@ def _realistic_sources(duration_s: float = 3600.0, seed: int = 11) -> dict[str, 
 def test_vectorised_windows_equal_the_window_loop(monkeypatch):
     """fuse's block-wise window combination gives the same numbers, bit for bit, as the one-window loop."""
     import resp_sep.fusion as F
+    from fusion_oracle import _fuse_windows_loop
 
     waves = _realistic_sources()
     new = F.fuse(waves, FS)
     monkeypatch.setattr(F, "FUSE_BLOCK", 7)  # block boundaries everywhere
     small = F.fuse(waves, FS)
-    monkeypatch.setattr(F, "_fuse_windows", F._fuse_windows_loop)
+    monkeypatch.setattr(F, "_fuse_windows", _fuse_windows_loop)
     old = F.fuse(waves, FS)
     unshaped_old = F.fuse(waves, FS, shape=False)
     monkeypatch.undo()

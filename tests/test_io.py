@@ -58,22 +58,39 @@ def test_marsh_annotations_and_samples(shared_data):
 
 def test_marsh_header_is_lazy(shared_data, monkeypatch):
     """Opening a recording reads no samples; Channel.read reads exactly one channel."""
-    import pyedflib
+    from resp_sep import io
 
     calls = []
-    orig = pyedflib.EdfReader.readSignal
+    orig = io._EdfFile.column
 
-    def counting(self, chn, *a, **kw):
-        calls.append(chn)
-        return orig(self, chn, *a, **kw)
+    def counting(self, sig, *a, **kw):
+        calls.append(sig.label)
+        return orig(self, sig, *a, **kw)
 
-    monkeypatch.setattr(pyedflib.EdfReader, "readSignal", counting)
+    monkeypatch.setattr(io._EdfFile, "column", counting)
     rec = read_recording(shared_data / "marsh-edf" / "marsh-0005.edf")
     _ = rec.labels, rec.duration_s, rec.annotations
     assert calls == []
     x = rec.channel("Pleth").read()
-    assert calls == [1]
+    assert calls == ["Pleth"]
     assert x.size == rec.channel("Pleth").n_samples
+
+
+def test_edf_reads_equal_pyedflib(shared_data):
+    """One reader, one scaling formula: every MARSH channel, whole and by range, equals pyedflib's samples."""
+    import pyedflib
+
+    p = shared_data / "marsh-edf" / "marsh-0018.edf"
+    rec = read_recording(p)
+    with pyedflib.EdfReader(str(p)) as f:
+        for i, c in enumerate(rec.channels):
+            want = f.readSignal(i)
+            np.testing.assert_array_equal(c.read(), want)
+            np.testing.assert_array_equal(c.read(1234, 98_765), want[1234:98_765])
+            assert c.fs == f.getSampleFrequency(i)
+        onsets, _, labels = f.readAnnotations()
+    assert [a.label for a in rec.annotations] == list(labels)
+    np.testing.assert_array_equal([a.onset_s for a in rec.annotations], onsets)
 
 
 def test_wfdb_header_is_lazy(shared_data, monkeypatch):

@@ -211,10 +211,10 @@ def test_registry_one_signature_and_the_fusion_set():
 
 
 def test_beats_are_detected_once_per_channel(monkeypatch):
-    import resp_sep.sources as S
+    import resp_sep.beats as B
 
     calls = []
-    real = S.ecg_r_peaks
-    monkeypatch.setattr(S, "ecg_r_peaks", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = B.ecg_beats
+    monkeypatch.setattr(B, "ecg_beats", lambda *a, **k: calls.append(1) or real(*a, **k))
     out = all_heuristics(synthetic_ecg(120), 250.0, "ecg")
     assert len(out) == len(ECG_NAMES) and len(calls) == 1
