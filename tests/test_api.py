@@ -106,11 +106,18 @@ def test_breaths_agree_with_the_rates(arrays_30, sim):
 def test_api_on_arrays_gives_the_cli_rates(night, sim, tmp_path):
     """The same samples through the API (float arrays) and the CLI (the EDF, 16-bit): <= 0.05 breaths/min per window."""
     for window in (60, 30):
-        rates = tmp_path / f"rates{window}.csv"
+        rates, breaths = tmp_path / f"rates{window}.csv", tmp_path / f"breaths{window}.csv"
         code, _, err = run_cli_subprocess(["extract", night, "--out", tmp_path / f"r{window}.csv", "--rates", rates,
-                                           "--window", window, "-q"], timeout=300)
+                                           "--breaths", breaths, "--window", window, "-q"], timeout=300)
         assert code == 0, err
         cli = _rates_csv(rates)
+        assert [float(c["start_s"]) for c in cli] == [float(window * k) for k in range(330 // window)]
+        onsets = np.array([float(b["onset_s"]) for b in csv.DictReader(open(breaths))])
+        for c in cli:  # the breaths file agrees with the rates file
+            if c["breaths_per_min"]:
+                n = np.sum((onsets >= float(c["start_s"])) & (onsets < float(c["end_s"])))
+                expect = float(c["breaths_per_min"]) * window / 60
+                assert abs(n - expect) <= max(0.3 * expect, 1.0), (c["start_s"], n, expect)
         api = resp_sep.extract(sim.ecg, sim.ppg, ecg_fs=FS, ppg_fs=FS, window_s=window).rates
         assert len(cli) == len(api) == 330 // window
         for c, (_, a) in zip(cli, api.iterrows()):
@@ -265,3 +272,24 @@ def test_public_names_are_listed():
     for name in ("extract", "extract_file", "extract_batch", "Extraction", "ExtractOptions", "OutputOptions",
                  "read_sample_list", "read_recording", "breathing_rate"):
         assert name in resp_sep.__all__ and getattr(resp_sep, name) is not None
+
+
+def test_api_on_arrays_gives_the_cli_rates_on_a_marsh_night(shared_data, tmp_path):
+    """A real PSG: its ECG and PPG samples handed to the API as arrays give the CLI's rates on the file."""
+    from resp_sep.channels import detect_roles
+    from resp_sep.io import read_recording
+
+    path = shared_data / "marsh-edf" / "marsh-0005.edf"
+    rec = read_recording(path)
+    roles = detect_roles(rec.labels)
+    ecg, ppg = rec.channel(roles["ecg"].label), rec.channel(roles["ppg"].label)
+    api = resp_sep.extract(ecg.read(), ppg.read(), ecg_fs=ecg.fs, ppg_fs=ppg.fs, window_s=30).rates
+    code, _, err = run_cli_subprocess(["extract", path, "--out", tmp_path / "r.csv", "--rates", tmp_path / "rates.csv",
+                                       "--window", "30", "-q"], timeout=300)
+    assert code == 0, err
+    cli = _rates_csv(tmp_path / "rates.csv")
+    assert len(cli) == len(api) > 20
+    for c, (_, a) in zip(cli, api.iterrows()):
+        assert float(c["start_s"]) == a.start_s and (c["breaths_per_min"] == "") == math.isnan(a.breaths_per_min)
+        if c["breaths_per_min"]:
+            assert abs(float(c["breaths_per_min"]) - a.breaths_per_min) <= 0.05
