@@ -54,13 +54,15 @@ def main() -> None:
     import resp_sep.beats as B
     import resp_sep.chunks as C
     import resp_sep.fusion as F
+    import resp_sep.api as A
+    import resp_sep.outputs as O
     import resp_sep.pipeline as P
     import resp_sep.writers as W
 
     for mod, name in ((B, "ecg_beats"), (B, "ppg_beats"), (C, "scan"), (B, "fixpeaks_kubios"), (P, "compute_sources"),
-                      (B, "_feet"), (F, "fuse"), (F, "_fuse_windows"), (P, "at_rate"), (W, "write_csv")):
+                      (B, "_feet"), (F, "fuse"), (F, "_fuse_windows"), (O, "at_rate"), (W, "write_csv")):
         _wrap(mod, name)
-    P.extract_file(args.recording, args.out, P.ExtractOptions(method=args.method))
+    A.extract_file(args.recording, method=args.method).save(args.out)
     _mark("done")
 
 

@@ -4,7 +4,9 @@ Labels are compared after :func:`normalise_label` (lower case, letters and digit
 against an alias table of the conventions of MESA, SHHS, PhysioNet and common free-text labels,
 then against keyword patterns. Each alias has a rank; when several channels fit a role the best
 rank wins and the others are reported as alternatives (``RoleChoice.alternatives``); a tie at the
-best rank is flagged ``ambiguous`` so the CLI can say so. Users override with ``ecg=LABEL``.
+best rank is flagged ``ambiguous`` so the CLI can say so. Users override with ``ecg=LABEL``, or
+with an alias list ``ecg=ECG1|EKG|ECG`` (the first label present in a recording wins: cohorts
+name one channel differently across sites and years).
 """
 
 from __future__ import annotations
@@ -137,13 +139,21 @@ class RoleChoice:
         return f"{kind} {', '.join(self.alternatives)} (override with --channel {self.role}=LABEL)"
 
 
+#: separates the labels of an alias list in ``--channel ROLE=A|B|C``
+ALIAS_SEP = "|"
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, str]:
     """Parse ``["ecg=EKG", "thor=Chest belt"]`` into ``{"ecg": "EKG", "thor": "Chest belt"}``.
+
+    A value may be an alias list, ``"ecg=ECG1|EKG|ECG"``: the first of these labels that a
+    recording has is used (:func:`detect_roles`). A role given twice (``-c ecg=ECG1 -c ecg=EKG``)
+    adds to its list, in order.
 
     Raises
     ------
     InputError
-        On a malformed item or an unknown role.
+        On a malformed item, an empty label in a list or an unknown role (exit 2).
     """
     out: dict[str, str] = {}
     for item in items or []:
@@ -153,8 +163,25 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
             raise InputError(f"--channel expects ROLE=LABEL, got '{item}'", exit_code=2)
         if role not in ROLES:
             raise InputError(f"--channel: unknown role '{role}' (roles: {', '.join(ROLES)})", exit_code=2)
-        out[role] = label.strip()
+        names = [n.strip() for n in label.split(ALIAS_SEP)]
+        if not all(names):
+            raise InputError(f"--channel {item}: empty label in the list (use ROLE=A|B|C)", exit_code=2)
+        out[role] = ALIAS_SEP.join([*out[role].split(ALIAS_SEP), *names] if role in out else names)
     return out
+
+
+def _find_label(want: str, labels: list[str], norm: dict[str, str]) -> str | None:
+    """The label of ``labels`` that ``want`` names: exact first, then case/punctuation-insensitive.
+
+    ``want`` may be an alias list ``A|B|C``: the first alias present wins (a label that contains
+    the separator itself is matched whole first).
+    """
+    for name in [want, *want.split(ALIAS_SEP)] if ALIAS_SEP in want else [want]:
+        name = name.strip()
+        label = name if name in labels else norm.get(normalise_label(name))
+        if label is not None:
+            return label
+    return None
 
 
 def detect_roles(labels: list[str], overrides: dict[str, str] | None = None,
@@ -166,7 +193,8 @@ def detect_roles(labels: list[str], overrides: dict[str, str] | None = None,
     labels : list of str
         Channel labels in file order.
     overrides : dict, optional
-        ``{role: label}`` forced by the user; the label must exist (compared normalised).
+        ``{role: label}`` forced by the user; the label must exist (compared normalised). A label
+        ``"A|B|C"`` is an alias list: the first one present is used, and one must be.
     path : str, optional
         The recording the labels come from, named in the error message.
 
@@ -185,10 +213,11 @@ def detect_roles(labels: list[str], overrides: dict[str, str] | None = None,
     result: dict[str, RoleChoice] = {}
     used: set[str] = set()
     for role, want in overrides.items():
-        label = want if want in labels else norm.get(normalise_label(want))
+        label = _find_label(str(want), labels, norm)
         if label is None:
+            what = "none of these channels" if ALIAS_SEP in str(want) else "no such channel"
             raise InputError(
-                f"--channel {role}={want}: no such channel (channels: {', '.join(labels) or 'none'})",
+                f"--channel {role}={want}: {what} (channels: {', '.join(labels) or 'none'})",
                 path,
             )
         result[role] = RoleChoice(role, label, "user")

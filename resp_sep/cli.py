@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 # Idle torch (OpenMP) threads sleep instead of spinning. With the default (spinning) a 2-thread
 # extraction on a machine whose cores are busy with other work ran 13x slower (118 s instead of
@@ -26,7 +27,6 @@ from rich.table import Table
 from resp_sep import __version__
 from resp_sep.errors import (
     EXIT_CODES,
-    EXIT_INPUT,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -96,16 +96,17 @@ def _json_default(o):
 
 @app.command()
 def info(
-    files: list[str] = typer.Argument(..., help="Recordings: EDF/BDF files, WFDB records (.hea), folders or globs."),
+    files: list[str] = typer.Argument(..., help="Recordings: EDF/BDF files, WFDB records (.hea), folders, globs or sample lists."),
     channel: Optional[list[str]] = typer.Option(None, "--channel", "-c", help="Force a role: ROLE=LABEL (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Show channels, sampling rates, units, durations and detected roles of recordings."""
     from resp_sep.channels import detect_roles, parse_overrides
-    from resp_sep.io import find_recordings, read_recording
+    from resp_sep.batch import collect_inputs
+    from resp_sep.io import read_recording
 
     overrides = parse_overrides(channel)
-    paths = find_recordings(files)
+    paths = [it.path for it in collect_inputs(files)]  # files, folders, globs and sample lists
     results, failures = [], []
     for p in paths:
         try:
@@ -362,252 +363,189 @@ def simulate(
 
 # ----------------------------------------------------------------------------------------- extract
 
-
-def _parse_shard(shard: str | None) -> tuple[int, int] | None:
-    if not shard:
-        return None
-    try:
-        k, n = (int(v) for v in shard.split("/"))
-    except ValueError:
-        raise RespSepError(f"--shard expects K/N with 1 <= K <= N (got '{shard}')", exit_code=2) from None
-    if not (1 <= k <= n):
-        raise RespSepError(f"--shard expects K/N with 1 <= K <= N (got '{shard}')", exit_code=2)
-    return k, n
+_ALGO_DEFAULTS, _OUT_DEFAULTS = None, None
 
 
-def _output_name(path: str, out_dir: str, fmt: str) -> str:
-    from pathlib import Path
+def _defaults():
+    """The library's defaults (ExtractOptions, OutputOptions): the CLI's defaults are theirs, written once."""
+    global _ALGO_DEFAULTS, _OUT_DEFAULTS
+    if _ALGO_DEFAULTS is None:
+        from resp_sep.outputs import OutputOptions
+        from resp_sep.pipeline import ExtractOptions
 
-    stem = Path(path).name
-    for suf in (".edf", ".bdf", ".rec", ".hea", ".EDF", ".BDF", ".HEA"):
-        if stem.endswith(suf):
-            stem = stem[: -len(suf)]
-    return str(Path(out_dir) / f"{stem}.resp.{'edf' if fmt == 'edf' else 'csv'}")
-
-
-_WORKER: dict = {}
+        _ALGO_DEFAULTS, _OUT_DEFAULTS = ExtractOptions(), OutputOptions()
+    return _ALGO_DEFAULTS, _OUT_DEFAULTS
 
 
-def _worker_init(threads: int) -> None:
-    # torch (1.7 s of CPU and 220 MB to import) is loaded only when a separator runs: its thread
-    # count goes through the environment it reads at import, or directly when already loaded
-    threads = max(1, threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-    _WORKER["separators"] = {}
+def _shown(text) -> str:
+    """Text for a status line: control characters escaped (a file name never splits a line), no rich markup."""
+    from rich.markup import escape
 
+    from resp_sep.batch import shown
 
-def _extract_one(path: str, out_file: str, opts, rates_file: str | None, show_progress: bool = False) -> dict:
-    """Run one file in a worker; errors become a result row (the batch goes on)."""
-    import dataclasses
-    import time
-    from pathlib import Path
-
-    from resp_sep.pipeline import extract_file
-
-    t = time.perf_counter()
-    o = dataclasses.replace(opts, rates=rates_file)
-    try:
-        if show_progress:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            with Progress(TextColumn(f"[bold]{Path(path).name}"), BarColumn(), TextColumn("{task.completed}/{task.total} segments"),
-                          TimeRemainingColumn(), console=err, transient=True) as prog:
-                task = prog.add_task("extract", total=None)
-                info = extract_file(path, out_file, o, _WORKER.setdefault("separators", {}),
-                                    progress=lambda done, total: prog.update(task, completed=done, total=total))
-        else:
-            info = extract_file(path, out_file, o, _WORKER.setdefault("separators", {}))
-        info.update(status="ok", seconds=round(time.perf_counter() - t, 2))
-    except RespSepError as e:
-        info = {"file": path, "out": out_file, "status": "failed", "error": str(e), "exit_code": e.exit_code}
-    except MemoryError:
-        info = {"file": path, "out": out_file, "status": "failed", "error": f"{path}: out of memory", "exit_code": 1}
-    except Exception as e:  # one bad file must not stop a night's batch
-        info = {"file": path, "out": out_file, "status": "failed", "exit_code": 1,
-                "error": f"{path}: internal error: {type(e).__name__}: {' '.join(str(e).split())[:200]}"}
-    return info
+    return escape(shown(str(text)))
 
 
 @app.command()
 def extract(
-    recordings: list[str] = typer.Argument(..., help="Recordings, folders or globs (EDF/BDF/WFDB, mixed)."),
-    out_file: Optional[str] = typer.Option(None, "--out", "-o", help="Output file for a single recording (resp.csv)."),
-    out_dir: Optional[str] = typer.Option(None, "--out-dir", "-d", help="Output folder for batches: NAME.resp.csv per recording."),
-    method: str = typer.Option("fusion", "--method", help="fusion (every source, quality-weighted; default), separator, a source name (see docs/method.md) or a comma-separated list of sources to fuse."),
-    signal: str = typer.Option("auto", "--signal", "-s", help="auto (ECG and PPG when both are present), ecg, ppg or both."),
-    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Separator checkpoint (path or shipped name; ecg=PATH / ppg=PATH when both are used; repeatable). Default: the shipped models."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    channel: Optional[list[str]] = typer.Option(None, "--channel", "-c", help="Force a role: ROLE=LABEL (repeatable)."),
-    out_rate: float = typer.Option(25.0, "--out-rate", help="Sample rate of the output respiration in Hz."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="csv (time_s,resp) or edf (EDF+ with the respiration channel); default: edf for an --out ending in .edf, else csv."),
-    rates: Optional[str] = typer.Option(None, "--rates", help="Also write breaths/min per 60-s window with confidence, flag and contributing sources: a CSV path (single file), or any value in batch mode (NAME.rates.csv in --out-dir)."),
-    plot: Optional[str] = typer.Option(None, "--plot", help="Single file: write an overview figure (PNG)."),
-    hop_s: float = typer.Option(30.72, "--hop", help="Step between model segments in s (segments are 61.44 s; smaller = more overlap)."),
+    recordings: list[str] = typer.Argument(..., help="Recordings (EDF/BDF/WFDB, mixed), folders, globs, or sample lists (.lst/.list/.tsv: ID<TAB>PATH or PATH per line, # comments; outputs named by ID)."),
+    out_file: Optional[str] = typer.Option(None, "--out", "-o", help="Output file for a single recording (resp.csv, or resp.edf for EDF+)."),
+    out_dir: Optional[str] = typer.Option(None, "--out-dir", "-d", help="Output folder for batches: ID.resp.csv per recording and the summary table respsep-summary.tsv."),
+    method: str = typer.Option(_defaults()[0].method, "--method", help="fusion (default: the quality-weighted fusion of the ECG and PPG heuristic sources; the separators join it with --model), separator, a source name (docs/method.md) or a comma-separated list of sources to fuse."),
+    signal: str = typer.Option(_defaults()[0].signal, "--signal", "-s", help="auto (ECG and PPG when both are present), ecg, ppg or both."),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Separator checkpoint (path or shipped name; ecg=PATH / ppg=PATH when both are used; repeatable); adds the separators to the fusion."),
+    device: str = typer.Option(_defaults()[0].device, "--device", help="auto, cpu or cuda."),
+    channel: Optional[list[str]] = typer.Option(None, "--channel", "-c", help="Force a role: ROLE=LABEL, or an alias list ROLE=A|B|C (the first label present wins; repeatable)."),
+    out_rate: float = typer.Option(_defaults()[1].out_rate, "--out-rate", help="Sample rate of the output respiration in Hz."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv (time_s,resp) or edf (EDF+ with the respiration and annotations: breaths, low-confidence and disagree windows, gaps); default: edf for an --out ending in .edf, else csv."),
+    window: float = typer.Option(_defaults()[1].window_s, "--window", help="Rate window in s, from the recording start (30: sleep epochs at 0, 30, 60 ... s)."),
+    rates: Optional[str] = typer.Option(None, "--rates", help="Also write breaths/min per window with quality, confidence, flag and contributing sources: a CSV path (single file), or any value in batch mode (ID.rates.csv in --out-dir)."),
+    breaths: Optional[str] = typer.Option(None, "--breaths", help="Also write one row per breath (onset_s, end_s, duration_s, amplitude, confidence): a CSV path (single file), or any value in batch mode (ID.breaths.csv)."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Single file: write an overview figure (PNG, PDF, SVG)."),
+    hop_s: float = typer.Option(_defaults()[0].hop_s, "--hop", help="Step between separator segments in s (segments are 61.44 s; smaller = more overlap)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Segments per model call (default: 16 on CPU, 128 on CUDA)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Files processed in parallel (CPU)."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: process only the K-th of N deterministic shards (job arrays)."),
-    threads: int = typer.Option(0, "--threads", help="Torch CPU threads per job (0 = cores / jobs)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Only this task's share of the inputs: K/N (the K-th of N, K counting from 1) or slurm (from SLURM_ARRAY_TASK_ID/_MIN/_COUNT, any --array base)."),
+    threads: int = typer.Option(_defaults()[0].threads, "--threads", help="Torch CPU threads per job (0 = cores / jobs)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report (one entry per file) instead of tables."),
 ) -> None:
-    """Extract the respiration waveform (and optionally breaths/min) from ECG or PPG recordings.
+    """Extract the respiration waveform (and optionally breaths/min per window and breaths) from ECG/PPG recordings.
 
-    Output CSV: header [bold]time_s,resp[/], time in seconds from the recording start, --out-rate Hz (default 25).
-    A recording whose requested outputs all exist is skipped unless --overwrite; its outputs are written
-    all-or-nothing (temporary files renamed only when every one succeeded). Exit code 4 when some files
-    failed (the others are still processed); Ctrl-C or SIGTERM stops at once, prints what was finished
-    and exits 130.
+    Output CSV: header [bold]time_s,resp[/], time in seconds from the recording start, --out-rate Hz
+    (default 25), an empty resp where no source was valid. A recording whose requested outputs all
+    exist is skipped unless --overwrite; its outputs are written all-or-nothing. With --out-dir, the
+    summary table respsep-summary.tsv (one row per input) is rewritten after every recording. Exit code 4
+    when some files failed (the others are still processed); Ctrl-C or SIGTERM stops at once, prints what
+    was finished and exits 130.
     """
-    import dataclasses
-    import os as _os
-    from pathlib import Path
-
+    from resp_sep.batch import BatchInterrupted, extract_batch
     from resp_sep.channels import parse_overrides
-    from resp_sep.io import find_recordings
-    from resp_sep.options import check_extract
-    from resp_sep.pipeline import ExtractOptions, check_method, model_signals
-    from resp_sep.writers import check_folder, check_outputs, make_folder, remove_if_empty
+    from resp_sep.outputs import OutputOptions
+    from resp_sep.pipeline import ExtractOptions
 
-    # every option first, before a file is read or created: a usage error is exit 2, never a per-file failure
-    check_method(method)
-    checked = check_extract(signal=signal, device=device, out_rate=out_rate, hop_s=hop_s, batch_size=batch_size,
-                            jobs=jobs, threads=threads, plot=plot, rates=rates, fmt=fmt, out=out_file)
-    signal, device, fmt = checked["signal"], checked["device"], checked["fmt"]
-    overrides = parse_overrides(channel)
-    sh = _parse_shard(shard)
-    paths = find_recordings(recordings)
-    if sh:
-        paths = sorted(paths)[sh[0] - 1::sh[1]]
-    batch = out_dir is not None or len(paths) > 1
-    if batch and out_file:
-        raise RespSepError("several recordings: use --out-dir instead of --out", exit_code=2)
-    if not batch and not out_file:
-        raise RespSepError("give --out FILE (or --out-dir DIR)", exit_code=2)
-    if batch and plot:
-        raise RespSepError("--plot works on a single recording", exit_code=2)
-    if not batch and rates:
-        from resp_sep.options import check_csv_path
-
-        check_csv_path(rates, "--rates")
-    opts = ExtractOptions(method=method, signal=signal, model=tuple(model or ()), device=device, channel=overrides, out_rate=out_rate,
-                          hop_s=hop_s, batch_size=batch_size, fmt=fmt, plot=plot)
-    # outputs: every path checked before any work (exit 6 when one cannot be written)
-    if out_dir:
-        check_folder(out_dir)
-    tasks, results = [], []
-    claimed: dict[str, str] = {}  # output -> recording: two recordings must not write one file
-    for p in paths:
-        o = _output_name(p, out_dir, fmt) if batch else out_file
-        r = (o[: -len(".resp.csv")] if o.endswith(".resp.csv") else o.rsplit(".", 1)[0]) + ".rates.csv" \
-            if (rates and batch) else rates
-        key = str(Path(o).absolute())
-        if key in claimed:
-            raise RespSepError(f"{claimed[key]} and {p} would both write {o} (same name in different folders); "
-                               "extract them into separate --out-dir folders", exit_code=2)
-        claimed[key] = p
-        wanted = [x for x in (o, r, plot) if x]
-        if not batch:
-            check_outputs({"--out": o, "--rates": r, "--plot": plot}, inputs=[p])
-        elif Path(out_dir).is_dir():
-            check_outputs({"output": o, "rates output": r}, inputs=[p])
-        if all(Path(x).is_file() for x in wanted) and not overwrite:
-            results.append({"file": p, "out": o, "status": "skipped", "note": "output exists (use --overwrite)"})
-            if not (quiet or as_json):
-                out.print(f"[dim]skipped[/] {p} -> {o} (exists; --overwrite to replace)")
-            continue
-        tasks.append((p, o, r))
-    needed = model_signals(method, signal, tuple(model or ())) if tasks else []
-    if needed:  # fail early, once, on a missing or broken model (exit 5), before any output is created
-        from resp_sep.checkpoint import check_model  # imports torch: only when a separator will run
-
-        for name, kinds in needed:
-            check_model(name, kinds, device=device)
-    created = make_folder(out_dir) if (out_dir and tasks) else None
-    cores = _os.cpu_count() or 1
-    per_job = threads or max(1, cores // jobs)
-    opts = dataclasses.replace(opts, threads=per_job)
+    opts = ExtractOptions(method=method, signal=signal, model=tuple(model or ()), device=device,
+                          channel=parse_overrides(channel) or None, hop_s=hop_s, batch_size=batch_size, threads=threads)
+    output = OutputOptions(out_rate=out_rate, window_s=window, fmt=fmt)
+    bar = None if (quiet or as_json) else _ExtractProgress()
 
     def report(info: dict) -> None:
-        results.append(info)
-        if as_json or (quiet and info["status"] == "ok"):
-            return
-        if info["status"] == "ok":
-            extra = f", {info['median_bpm']:.1f} breaths/min median" if info.get("median_bpm") else ""
-            if info.get("low_confidence"):
-                extra += f", {info['low_confidence']} low-confidence windows"
-            out.print(f"[green]ok[/] {info['file']} -> {info['out']} ({info['method']}: {info['signal']} '{info['channel']}', "
-                      f"{info['duration_s'] / 3600:.2f} h, {info['seconds']:.1f} s{extra})")
-            if info.get("note") and not quiet:
-                out.print(f"   [yellow]note[/] {info['note']}")
-        else:
-            _fail_line(info["error"])
-        for w in info.get("warnings") or []:
-            _warn_line(f"{info['file']}: {w}")
+        if bar is not None:
+            bar.done(info.get("id"))
+        if not as_json:
+            _print_result(info, quiet)
 
-    interrupted = False
-    t_start = __import__("time").time() - 1.0  # file times may be rounded
     try:
-        if jobs > 1 and len(tasks) > 1:
-            from resp_sep.interrupts import WorkerDied, run_pool
-            from resp_sep.writers import remove_stale_temps
-
-            finals = [x for t in tasks for x in t[1:] if x]
-            try:
-                run_pool(_extract_one, [(p, o, opts, r) for p, o, r in tasks], jobs,
-                         on_result=lambda i, info: report(info), initializer=_worker_init, initargs=(per_job,),
-                         on_stop=lambda pids: remove_stale_temps(finals, list(pids)))
-            except WorkerDied as e:
-                done = {r["file"] for r in results}
-                for p, o, _r in tasks:
-                    if p not in done:
-                        report({"file": p, "out": o, "status": "failed", "exit_code": 1, "error": f"{p}: {e}"})
-        else:
-            _worker_init(per_job)
-            for p, o, r in tasks:
-                report(_extract_one(p, o, opts, r, show_progress=not (quiet or as_json)))
-    except KeyboardInterrupt:
-        interrupted = True
-        # a worker may have renamed its outputs into place while the stop was on its way: count them
-        reported = {r["file"] for r in results}
-        for p, o, r in tasks:
-            outs_ = [x for x in (o, r, plot) if x]
-            if p not in reported and all(Path(x).is_file() and Path(x).stat().st_mtime >= t_start for x in outs_):
-                results.append({"file": p, "out": o, "status": "ok", "note": "finished as the batch stopped"})
-    if created is not None and not any(r["status"] == "ok" for r in results):
-        remove_if_empty(out_dir, created)  # nothing written: leave no trace of this run
-    finished = {r["file"] for r in results}
-    _finish_batch(results, as_json, quiet, batch, not_done=sum(t[0] not in finished for t in tasks),
-                  interrupted=interrupted)
+        res = extract_batch(recordings, out=out_file, out_dir=out_dir, rates=rates, breaths=breaths, plot=plot,
+                            options=opts, output=output, overwrite=overwrite, jobs=jobs, shard=shard,
+                            on_result=report, progress=bar)
+    except BatchInterrupted as e:
+        res = e.result
+    finally:
+        if bar is not None:
+            bar.close()
+    _finish_batch(res, as_json, quiet)
 
 
-def _finish_batch(results: list[dict], as_json: bool, quiet: bool, batch: bool, not_done: int = 0,
-                  interrupted: bool = False) -> None:
-    failed = [r for r in results if r["status"] == "failed"]
-    ok = [r for r in results if r["status"] == "ok"]
+class _ExtractProgress:
+    """A progress bar per recording while it runs (percent done, elapsed, ETA); gone when it is done."""
+
+    def __init__(self):
+        self.p = None
+        self.tasks: dict = {}
+
+    def __call__(self, item, done: int, total: int) -> None:
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        if self.p is None:
+            self.p = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                              TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True)
+            self.p.start()
+        if item.id not in self.tasks:
+            self.tasks[item.id] = self.p.add_task(_shown(Path(item.path).name), total=total or None)
+        self.p.update(self.tasks[item.id], completed=done, total=total or None)
+
+    def done(self, ident) -> None:
+        task = self.tasks.pop(ident, None)
+        if task is not None and self.p is not None:
+            self.p.remove_task(task)
+        if not self.tasks:
+            self.close()
+
+    def close(self) -> None:
+        if self.p is not None:
+            self.p.stop()
+            self.p = None
+
+
+def _print_result(info: dict, quiet: bool) -> None:
+    """One line per recording, starting with its status (ok / skipped / error:), for logs to grep."""
+    from resp_sep.batch import recording_id
+
+    ident = info.get("id")
+    tag = "" if ident is None or ident == recording_id(info["file"]) else f"{_shown(ident)}: "
+    if info["status"] == "failed":
+        _fail_line(tag + _shown(info["error"]))
+        if info.get("traceback"):
+            err.print(info["traceback"].rstrip(), markup=False, highlight=False)
+        return
+    if quiet:
+        return
+    if info["status"] == "skipped":
+        out.print(f"[dim]skipped[/] {tag}{_shown(info['file'])} -> {_shown(info['out'])} (exists; --overwrite to replace)")
+        return
+    extra = ""
+    if info.get("windows"):
+        extra = f", {info['windows_scored']}/{info['windows']} windows of {info['window_s']:g} s scored"
+        if info.get("median_bpm") is not None:
+            extra += f", {info['median_bpm']:.1f} breaths/min median"
+        checks = [f"{info[k]} {k.replace('_', '-')}" for k in ("low_confidence", "disagree") if info.get(k)]
+        if checks:
+            extra += f", {' and '.join(checks)} window{'s' if sum(info[k] or 0 for k in ('low_confidence', 'disagree')) > 1 else ''}"
+    if "method" not in info:  # finished as the batch stopped: no details
+        out.print(f"[green]ok[/] {tag}{_shown(info['file'])} -> {_shown(info['out'])} ({_shown(info.get('note', ''))})")
+        return
+    out.print(f"[green]ok[/] {tag}{_shown(info['file'])} -> {_shown(info['out'])} ({_shown(info['method'])}: "
+              f"{info['signal']} '{_shown(info['channel'])}', {info['duration_s'] / 3600:.2f} h, "
+              f"{info['seconds']:.1f} s{extra})")
+    if info.get("note"):
+        out.print(f"   [yellow]note[/] {_shown(info['note'])}")
+    for w in info.get("warnings") or []:
+        _warn_line(f"{_shown(info['file'])}: {_shown(w)}")
+
+
+def _finish_batch(res, as_json: bool, quiet: bool) -> None:
+    failed = [r for r in res.results if r["status"] == "failed"]
+    ok = res.count("ok")
     if as_json:
-        _emit_json({"results": results, "ok": len(ok), "failed": len(failed),
-                    "skipped": len(results) - len(ok) - len(failed), "not_done": not_done,
-                    "interrupted": interrupted})
-    elif (batch or interrupted) and not quiet:
-        t = Table(title="respsep extract: summary" + (" (interrupted)" if interrupted else ""), title_justify="left")
+        _emit_json({"results": res.results, "ok": ok, "failed": len(failed), "skipped": res.count("skipped"),
+                    "not_done": res.not_done, "interrupted": res.interrupted, "summary": res.summary,
+                    "shard": None if res.shard is None else {"index": res.shard[0], "count": res.shard[1]}})
+    elif (res.batch or res.interrupted) and not quiet:
+        title = "respsep extract: summary" + (" (interrupted)" if res.interrupted else "")
+        if res.shard is not None:
+            title += f", shard {res.shard[0] + 1} of {res.shard[1]}"
+        t = Table(title=title, title_justify="left")
         for c in ("status", "files"):
             t.add_column(c)
         for st in ("ok", "skipped", "failed"):
-            t.add_row(st, str(sum(r["status"] == st for r in results)))
-        if interrupted:
-            t.add_row("not done", str(not_done))
+            t.add_row(st, str(res.count(st)))
+        if res.interrupted:
+            t.add_row("not done", str(res.not_done))
         _print_table(t)
         for r in failed:
-            out.print(f"  [red]failed[/] {r['error']}")
-    if interrupted:
-        _interrupted(f"interrupted ({len(ok)} file{'s' if len(ok) != 1 else ''} finished, {not_done} not done; "
+            out.print(f"  [red]failed[/] {_shown(r['error'])}")
+        if res.summary:
+            out.print(f"summary table: {_shown(res.summary)}")
+        if not res.results:
+            out.print("[yellow]no recordings in this shard[/]" if res.shard else "[yellow]no recordings[/]")
+    if res.interrupted:
+        _interrupted(f"interrupted ({ok} file{'s' if ok != 1 else ''} finished, {res.not_done} not done; "
                      "no partial output left)")
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if failed:
-        raise typer.Exit(EXIT_PARTIAL if (ok or len(results) > 1) else failed[0].get("exit_code", EXIT_INPUT))
+    if res.exit_code:
+        raise typer.Exit(res.exit_code)
 
 
 def _warn_line(message: str) -> None:
@@ -619,19 +557,19 @@ def _warn_line(message: str) -> None:
 
 @app.command(name="eval")
 def eval_cmd(
-    recordings: list[str] = typer.Argument(..., help="Recordings with a reference channel (files, folders, globs)."),
+    recordings: list[str] = typer.Argument(..., help="Recordings with a reference channel (files, folders, globs, sample lists)."),
     ref: str = typer.Option("all", "--ref", help="Reference: thor, nasal or all."),
-    method: str = typer.Option("fusion", "--method", help="What 'respsep' is scored as: fusion (default), separator, or source name(s)."),
-    signal: str = typer.Option("auto", "--signal", "-s", help="auto (ECG and PPG when both are present), ecg, ppg or both."),
+    method: str = typer.Option(_defaults()[0].method, "--method", help="What 'respsep' is scored as: fusion (default), separator, or source name(s)."),
+    signal: str = typer.Option(_defaults()[0].signal, "--signal", "-s", help="auto (ECG and PPG when both are present), ecg, ppg or both."),
     model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Separator checkpoint(s) (default: the shipped models; ecg=PATH / ppg=PATH)."),
     pred_dir: Optional[str] = typer.Option(None, "--pred-dir", help="Score existing NAME.resp.csv outputs from this folder instead of extracting."),
     baselines: bool = typer.Option(False, "--baselines", help="Also score the fusion, the separator alone and every single source on the same windows."),
     ref_annotations: Optional[str] = typer.Option(None, "--ref-annotations", help="Also use EDF+ annotations whose label contains LABEL as breath events."),
     start: float = typer.Option(0.0, "--start", help="Score from this time (s)."),
     end: Optional[float] = typer.Option(None, "--end", help="Score up to this time (s), e.g. 270 for CinC 2015."),
-    window: float = typer.Option(60.0, "--window", help="Rate window in s."),
+    window: float = typer.Option(_defaults()[1].window_s, "--window", help="Rate window in s."),
     channel: Optional[list[str]] = typer.Option(None, "--channel", "-c", help="Force a role: ROLE=LABEL (repeatable)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option(_defaults()[0].device, "--device", help="auto, cpu or cuda."),
     per_record: bool = typer.Option(False, "--per-record", help="Also print a table of MAE per recording."),
     csv_out: Optional[str] = typer.Option(None, "--csv", help="Write the pooled and per-record results as CSV."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Write a Bland-Altman and rate-over-time figure (PNG)."),
@@ -643,7 +581,7 @@ def eval_cmd(
     from resp_sep.channels import parse_overrides
     from resp_sep.errors import ModelError
     from resp_sep.evaluate import evaluate_recording, summarise
-    from resp_sep.io import find_recordings
+    from resp_sep.batch import collect_inputs
     from resp_sep.options import check_eval
     from resp_sep.pipeline import check_method, model_signals
     from resp_sep.writers import check_outputs, output_set
@@ -653,7 +591,7 @@ def eval_cmd(
     refs = {"thor": ("thor",), "nasal": ("nasal",), "all": ("thor", "nasal")}[ref.lower()]
     signal, device = signal.lower(), device.lower()
     overrides = parse_overrides(channel)
-    paths = find_recordings(recordings)
+    paths = [it.path for it in collect_inputs(recordings)]
     check_outputs({"--csv": csv_out, "--plot": plot}, inputs=paths)
     if not pred_dir:  # a missing or broken model fails once, up front, with exit 5
         from resp_sep.checkpoint import check_model
@@ -664,7 +602,9 @@ def eval_cmd(
     for p in paths:
         pred = None
         if pred_dir:
-            pred = _output_name(p, pred_dir, "csv")
+            from resp_sep.batch import recording_id
+
+            pred = str(Path(pred_dir) / f"{recording_id(p)}.resp.csv")
         try:
             r = evaluate_recording(p, signal=signal, method=method, refs=refs, pred_csv=pred, baselines=baselines,
                                    overrides=overrides, start_s=start, end_s=end, window_s=window,
@@ -683,7 +623,7 @@ def eval_cmd(
     if as_json:
         _emit_json({"pooled": rows, "failed": failed, "n_records": len(results)})
     elif not quiet:
-        _print_eval(rows, per_record)
+        _print_eval(rows, per_record, window)
     with output_set() as outs:  # --csv and --plot: both or neither
         if csv_out:
             _write_eval_csv(outs.path(csv_out), rows)
@@ -710,13 +650,13 @@ def _fmt(v, d: int = 2) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
 
 
-def _print_eval(rows: list[dict], per_record: bool) -> None:
+def _print_eval(rows: list[dict], per_record: bool, window_s: float = 60.0) -> None:
     import math
 
     f = _fmt
 
     for ref in sorted({r["ref"] for r in rows}):
-        t = Table(title=f"reference: {ref}  (breaths/min, 60-s windows)", title_justify="left")
+        t = Table(title=f"reference: {ref}  (breaths/min, {window_s:g}-s windows)", title_justify="left")
         t.add_column("method", no_wrap=True, min_width=20)
         for c in ("MAE", "MAE common", "windows", "cover", "bias", "95% limits", "|r|", "recs"):
             t.add_column(c, justify="right", no_wrap=True)
@@ -727,17 +667,37 @@ def _print_eval(rows: list[dict], per_record: bool) -> None:
                       f"{f(r['loa_low'], 1)}..{f(r['loa_high'], 1)}", f(r["abs_r"]), str(r["n_records"]))
         _print_table(t)
         if per_record:
-            pr = Table(title=f"MAE per recording vs {ref}", title_justify="left")
-            methods = [x["method"] for x in rows if x["ref"] == ref]
-            pr.add_column("recording", no_wrap=True)
-            for m in methods:  # short headers: the pooled table above gives the full names
-                pr.add_column(m.replace("ecg_rsa_", "rsa_").replace("reference:", "ref:"), justify="right")
-            recs = sorted({k for x in rows if x["ref"] == ref for k in x["per_record"]})
-            for rec in recs:
-                vals = [next(x for x in rows if x["ref"] == ref and x["method"] == m)["per_record"].get(rec, float("nan"))
-                        for m in methods]
-                pr.add_row(rec, *["-" if math.isnan(v) else f"{v:.2f}" for v in vals])
-            _print_table(pr)
+            _print_per_record([x for x in rows if x["ref"] == ref], ref)
+
+
+def _print_per_record(rows: list[dict], ref: str) -> None:
+    """MAE per recording: one row per method (full names), recordings as columns, in as many tables as
+    it takes to fit the width (nothing is cut: a method name or a number lost to the width misleads)."""
+    import math
+
+    width = out.width if (out.is_terminal or os.environ.get("COLUMNS")) else 250
+    recs = sorted({k for x in rows for k in x["per_record"]})
+    name_w = max([len("method")] + [len(x["method"]) for x in rows]) + 3
+    cols, chunks, used = [], [], name_w + 1
+    for rec in recs:
+        w = max(len(rec), 5) + 3
+        if cols and used + w > width:
+            chunks.append(cols)
+            cols, used = [], name_w + 1
+        cols.append(rec)
+        used += w
+    if cols:
+        chunks.append(cols)
+    for i, part in enumerate(chunks):
+        title = f"MAE per recording vs {ref} (breaths/min)" + (f", part {i + 1} of {len(chunks)}" if len(chunks) > 1 else "")
+        t = Table(title=title, title_justify="left")
+        t.add_column("method", no_wrap=True, min_width=name_w - 3)
+        for rec in part:
+            t.add_column(rec, justify="right", no_wrap=True)
+        for x in rows:
+            vals = [x["per_record"].get(rec, float("nan")) for rec in part]
+            t.add_row(x["method"], *["-" if math.isnan(v) else f"{v:.2f}" for v in vals])
+        _print_table(t)
 
 
 def _write_eval_csv(path: str, rows: list[dict]) -> None:
@@ -779,8 +739,9 @@ def demo(
 
     import numpy as np
 
+    from resp_sep.api import extract_file
     from resp_sep.evaluate import demo_scores
-    from resp_sep.pipeline import ExtractOptions, extract_file, model_signals
+    from resp_sep.pipeline import model_signals
     from resp_sep.simulate import simulate as run_sim
     from resp_sep.simulate import write_simulation
 
@@ -803,8 +764,9 @@ def demo(
         sim = run_sim(duration_s=minutes * 60, fs=256, seed=seed)
         write_simulation(sim, rec)
         separators: dict = {}
-        info = extract_file(str(rec), str(csv), ExtractOptions(model=models, plot=str(png), rates=str(rates)),
-                            separators)
+        res = extract_file(str(rec), model=models, separators=separators)
+        res.save(str(csv), rates=str(rates), plot=str(png))
+        info = res.info
         rows = demo_scores(sim, str(rec), separators=separators, model=models)
     except BaseException:  # all or nothing: remove what this run wrote
         for x in new:

@@ -78,10 +78,11 @@ def read_pred_csv(path: str | Path) -> tuple[np.ndarray, float]:
         header = fh.readline().strip()
     if header != "time_s,resp":
         raise InputError(f"expected header 'time_s,resp', found '{header[:40]}'", str(p))
-    try:
-        data = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2)
+    try:  # an empty field is a gap (NaN): respsep writes no number where no source was valid
+        data = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2,
+                          converters=lambda v: float(v) if v.strip() else np.nan)
     except ValueError as e:
-        raise InputError(f"unreadable CSV ({e})", str(p)) from None
+        raise InputError(f"unreadable CSV ({' '.join(str(e).split())[:120]})", str(p)) from None
     if data.shape[0] < 10 or data.shape[1] != 2:
         raise InputError("too few rows", str(p))
     dt = np.diff(data[:, 0])
@@ -182,15 +183,16 @@ def evaluate_recording(path: str, *, signal: str = "auto", method: str = "fusion
 def method_waves(rec, *, method: str = "fusion", signal: str = "auto", baselines: bool = False,
                  respsep: bool = True, overrides: dict | None = None, separators: dict | None = None,
                  model: tuple[str, ...] | str | None = (), device: str = "auto") -> tuple[dict, str]:
-    """Respiration waveforms of one recording by every method to compare.
+    """Respiration waveforms of one recording by every method to compare (through :mod:`resp_sep.api`).
 
     Parameters
     ----------
     rec : Recording
     method, signal : str
-        What ``respsep`` means (:mod:`resp_sep.pipeline`).
+        What ``respsep`` means (:func:`resp_sep.api.extract`).
     baselines : bool
-        Add ``fusion``, ``separator`` and every single source (computed once, fused per method).
+        Add ``fusion``, ``fusion+separator``, ``separator`` and every single source (computed once,
+        fused per method: :func:`resp_sep.api.compare_methods`).
     respsep : bool
         Include ``respsep`` (the method under evaluation).
 
@@ -201,34 +203,19 @@ def method_waves(rec, *, method: str = "fusion", signal: str = "auto", baselines
     inputs : str
         The inputs used, e.g. ``ecg+ppg``.
     """
-    from dataclasses import replace
+    from resp_sep import api
 
-    from resp_sep.pipeline import METHOD_FUSION, METHOD_SEPARATOR, ExtractOptions, available_inputs, plan, respiration
-    from resp_sep.sources import source_families, source_names
-
-    p = str(rec.path)
-    opts = ExtractOptions(method=method, signal=signal, model=model or (), device=device, channel=overrides)
+    model = model or ()
     if not baselines:
-        resp = respiration(rec, opts, separators)
-        return {METHOD_RESPSEP: (resp.wave, resp.fs)}, "+".join(resp.channels)
-    from resp_sep.fusion import fuse
-
-    avail = set(available_inputs(rec, overrides))
-    kinds = [k for k in ("ecg", "ppg") if k in avail and (signal in ("auto", "both") or signal == k)]
-    every = [n for k in kinds for n in source_names(k)]
-    resp = respiration(rec, replace(opts, method=",".join(every), signal="auto"), separators)
-    got = {n: o.wave for n, o in resp.sources.items()}
-    combos = {METHOD_RESPSEP: plan(method, signal, avail, p, with_separators=bool(model))} if respsep else {}
-    combos[METHOD_FUSION] = plan(METHOD_FUSION, signal, avail, p)
-    combos[f"{METHOD_FUSION}+{METHOD_SEPARATOR}"] = plan(METHOD_FUSION, signal, avail, p, with_separators=True)
-    combos[METHOD_SEPARATOR] = plan(METHOD_SEPARATOR, signal, avail, p)
-    combos.update({n: [n] for n in got})
-    waves = {}
-    for label, names in combos.items():
-        use = {n: got[n] for n in names if n in got}
-        if use:
-            waves[label] = (fuse(use, resp.fs, families=source_families(use)).wave, resp.fs)
-    return waves, "+".join(resp.channels)
+        res = api.extract(rec, method=method, signal=signal, channel=overrides, model=model, device=device,
+                          separators=separators)
+        return {METHOD_RESPSEP: (res.respiration.wave, res.respiration.fs)}, "+".join(res.respiration.channels)
+    # what "respsep" is: the method as extract runs it (a model adds the separators to the fusion)
+    under_test = api.FUSION_SEPARATOR if (method == api.FUSION and model) else method
+    methods = {METHOD_RESPSEP: under_test} if respsep else {}
+    methods.update({api.FUSION: api.FUSION, api.FUSION_SEPARATOR: api.FUSION_SEPARATOR, "separator": "separator"})
+    return api.compare_methods(rec, methods, singles=True, signal=signal, channel=overrides, model=model,
+                               device=device, separators=separators)
 
 
 def _paired(est: RateWindows, ref: RateWindows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

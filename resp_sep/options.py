@@ -4,7 +4,9 @@ Every bad value is a :class:`~resp_sep.errors.UsageError` (exit code 2) with a o
 naming the option, raised before a recording is read, a model loaded or an output created: a
 usage mistake must never show up later as a per-file failure, an internal error (exit 1) or a
 half-done run. The CLI calls one ``check_*`` function per command; the library functions can use
-the small helpers too.
+the small helpers too; ``extract``'s settings are checked by
+:meth:`resp_sep.pipeline.ExtractOptions.check` and :meth:`resp_sep.outputs.OutputOptions.check`
+(called by the API and :func:`resp_sep.batch.extract_batch`).
 
 Output *paths* are checked by :func:`resp_sep.writers.check_outputs` (exit 6 when a path cannot
 be written, 2 when two outputs collide or an output would replace an input).
@@ -118,22 +120,6 @@ def output_format(fmt: str | None, out: str | None) -> str:
         if fmt == "edf" and suffix != ".edf":
             raise UsageError(f"--out {out}: --format edf writes EDF+; give it a .edf name")
     return fmt
-
-
-def check_extract(*, signal: str, device: str, out_rate: float, hop_s: float, batch_size: int | None,
-                  jobs: int, threads: int, plot: str | None, rates: str | None, fmt: str | None,
-                  out: str | None) -> dict:
-    """Validate the ``extract`` options; returns the normalised ``signal``, ``device`` and ``fmt``."""
-    signal = check_choice("--signal", signal, SIGNALS)
-    device = check_device(device)
-    check_float("--out-rate", out_rate, 0.5, 200, unit="Hz")
-    check_float("--hop", hop_s, 0, 61.44, lo_open=True, unit="s")
-    check_int("--batch-size", batch_size, 1, 65_536)
-    check_int("--jobs", jobs, 1, 1024)
-    check_int("--threads", threads, 0, 1024)
-    check_plot_path(plot)
-    fmt = output_format(fmt, out)
-    return {"signal": signal, "device": device, "fmt": fmt}
 
 
 def check_eval(*, ref: str, signal: str, device: str, start: float, end: float | None, window: float,

@@ -3,7 +3,8 @@
 :func:`respiration` is the library call behind ``respsep extract`` and ``respsep eval``: it picks
 the input channels (ECG, PPG or both), computes the respiratory sources a *method* asks for
 (:mod:`resp_sep.sources`), fuses them (:mod:`resp_sep.fusion`) and returns the respiration
-waveform with everything needed to explain it. :func:`extract_file` writes it.
+waveform with everything needed to explain it. :mod:`resp_sep.outputs` turns it into tables and
+files, :mod:`resp_sep.api` is the public entry (``resp_sep.extract``, ``resp_sep.extract_file``).
 
 Methods
     ``fusion`` (default): every source of the default fusion set, on every selected input (the
@@ -33,10 +34,8 @@ from resp_sep.sources import (GRID_FS, SOURCES, SignalContext, compute_sources, 
 METHOD_FUSION = "fusion"
 METHOD_SEPARATOR = "separator"
 SIGNALS = ("auto", "ecg", "ppg", "both")
-#: rates table columns (CSV header of ``--rates``).
 #: shortest input (s) respsep works on: one breaths/min window.
 MIN_DURATION_S = 60.0
-RATE_COLUMNS = ("start_s", "end_s", "breaths_per_min", "quality", "confidence", "flag", "sources")
 
 
 def method_help() -> str:
@@ -139,20 +138,36 @@ def _kinds(signal: str, available: set[str], path: str | None, single: bool) -> 
 
 @dataclass
 class ExtractOptions:
-    """Options of :func:`respiration` and :func:`extract_file` (the CLI's ``extract`` flags)."""
+    """Algorithm settings of :func:`respiration` (the CLI's ``extract`` flags; their defaults live here).
+
+    Output settings (waveform rate, rate window, format) are :class:`resp_sep.outputs.OutputOptions`.
+
+    Attributes
+    ----------
+    method : str
+        ``fusion``, ``separator``, a source name or a comma-separated list (module docstring).
+    signal : {"auto", "ecg", "ppg", "both"}
+    model : tuple of str
+        Separator checkpoints (``KIND=PATH`` or a path); empty: the shipped models where needed.
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (separators only).
+    channel : dict, optional
+        ``{role: label}`` overrides; a label may be an alias list ``"ECG1|EKG"``.
+    hop_s : float
+        Step (s) between separator segments (61.44 s long).
+    batch_size : int, optional
+        Separator segments per model call (default: 16 on CPU, 128 on CUDA).
+    stream, block_s, threads
+        Bounded-memory processing and torch threads (below).
+    """
 
     method: str = METHOD_FUSION
     signal: str = "auto"
     model: tuple[str, ...] = ()
     device: str = "auto"
     channel: dict | None = None
-    out_rate: float = 25.0
     hop_s: float = 30.72
     batch_size: int | None = None
-    fmt: str = "csv"
-    rates: str | None = None
-    plot: str | None = None
-    window_s: float = 60.0
     #: kept for callers of older versions: every input is processed block by block
     stream: bool = True
     #: core length (s) of the blocks an input is processed in (resp_sep.chunks.BLOCK_S)
@@ -164,6 +179,23 @@ class ExtractOptions:
         if isinstance(self.model, str):
             self.model = (self.model,)
         self.model = tuple(self.model or ())
+
+    def check(self) -> ExtractOptions:
+        """Raise :class:`~resp_sep.errors.UsageError` (exit 2) for a bad value; normalises case; returns self."""
+        from resp_sep.errors import UsageError
+        from resp_sep.options import check_choice, check_device, check_float, check_int
+
+        try:
+            check_method(self.method)
+        except RespSepError as e:
+            raise UsageError(e.problem) from None
+        self.signal = check_choice("--signal", self.signal, SIGNALS)
+        self.device = check_device(self.device)
+        check_float("--hop", self.hop_s, 0, 61.44, lo_open=True, unit="s")
+        check_int("--batch-size", self.batch_size, 1, 65_536)
+        check_int("--threads", self.threads, 0, 1024)
+        check_float("block_s", self.block_s, 0, lo_open=True, unit="s")
+        return self
 
 
 @dataclass
@@ -206,28 +238,6 @@ class Respiration:
         from resp_sep.rate import breathing_rate
 
         return breathing_rate(self.wave, self.fs, window_s=window_s)
-
-    def rate_rows(self, window_s: float = 60.0) -> tuple[object, list[dict]]:
-        """Rates per window with the fusion's confidence, flag and contributing sources.
-
-        Returns
-        -------
-        rates : RateWindows
-        rows : list of dict
-            One per window with the keys of :data:`RATE_COLUMNS`; ``sources`` is
-            ``name:weight;...`` (weights >= 0.05, heaviest first); ``flag`` is the rate's own flag
-            when it has no rate, else the fusion's (``ok``, ``low_confidence``, ``disagree``).
-        """
-        r = self.rates(window_s)
-        rows = []
-        for k in range(len(r)):
-            s = self.fusion.window_summary(float(r.start_s[k]), float(r.end_s[k]))
-            w = sorted(((v, n) for n, v in s["weights"].items() if v >= 0.05), reverse=True)
-            flag = s["flag"] if np.isfinite(r.bpm[k]) else str(r.flag[k])
-            rows.append({"start_s": float(r.start_s[k]), "end_s": float(r.end_s[k]), "breaths_per_min": float(r.bpm[k]),
-                         "quality": float(r.quality[k]), "confidence": s["confidence"], "flag": flag,
-                         "sources": ";".join(f"{n}:{v:.2f}" for v, n in w)})
-        return r, rows
 
 
 def available_inputs(rec, overrides: dict | None) -> dict[str, object]:
@@ -452,104 +462,3 @@ def _model_for(kind: str, models: tuple[str, ...], several: bool) -> str | None:
     if len(plain) == 1 and not several:
         return plain[0]  # a single model for a single input: whatever it was trained on, the user asked for it
     return None
-
-
-def at_rate(wave: np.ndarray, fs: float, out_fs: float, n_out: int | None = None) -> np.ndarray:
-    """``wave`` resampled to ``out_fs`` (anti-aliased), NaN kept where it was NaN; float32."""
-    from resp_sep.preprocess import resample
-
-    bad = ~np.isfinite(wave)
-    x = np.where(bad, 0.0, wave) if bad.any() else wave
-    y = resample(x, fs, out_fs) if out_fs != fs else np.asarray(x, dtype=np.float64)
-    if n_out is not None:
-        y = fit_length(y, n_out)
-    if bad.any():
-        idx = np.clip(np.floor(np.arange(y.size) * fs / out_fs).astype(int), 0, bad.size - 1)
-        y = np.where(bad[idx], np.nan, y)
-    return y.astype(np.float32)
-
-
-def write_rates_csv(path: str, rows: list[dict]) -> None:
-    """The ``--rates`` table (:data:`RATE_COLUMNS`), written atomically."""
-    import csv
-    import io
-
-    from resp_sep.writers import atomic_output
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(RATE_COLUMNS)
-    for r in rows:
-        w.writerow([f"{r['start_s']:.2f}", f"{r['end_s']:.2f}", f"{r['breaths_per_min']:.3f}", f"{r['quality']:.3f}",
-                    f"{r['confidence']:.3f}", r["flag"], r["sources"]])
-    with atomic_output(path) as tmp:
-        tmp.write_text(buf.getvalue())
-
-
-def extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
-    """Extract the respiration of one recording and write it (atomically), with optional rates and figure.
-
-    Parameters
-    ----------
-    path : str
-        Recording (EDF/BDF/WFDB).
-    out : str
-        Output file: CSV ``time_s,resp`` at ``opts.out_rate`` Hz, or EDF+ when ``opts.fmt == "edf"``.
-    opts : ExtractOptions
-    separators : dict, optional
-        Model cache shared across a batch.
-
-    Returns
-    -------
-    dict
-        ``file``, ``out``, ``method``, ``signal`` (inputs used), ``channel``, ``duration_s``,
-        ``sources`` (mean weight of each), ``model``, ``median_bpm``/``windows_scored`` (when rates
-        were computed), ``note``.
-    """
-    from resp_sep.writers import output_set
-
-    # all outputs or none: a CSV left without its rates or figure would be skipped as done by a rerun
-    with output_set() as outs:
-        return _extract_file(path, out, opts, separators, progress, outs)
-
-
-def _extract_file(path: str, out: str, opts: ExtractOptions, separators: dict | None,
-                  progress: Callable[[int, int], None] | None, outs) -> dict:
-    """:func:`extract_file`, writing every output to ``outs.path(final)`` (a :class:`~resp_sep.writers.OutputSet`)."""
-    from resp_sep.io import read_recording
-    from resp_sep.writers import write_csv, write_edf
-
-    rec = read_recording(path)
-    resp = respiration(rec, opts, separators, progress)
-    n_out = max(1, int(round(resp.duration_s * opts.out_rate)))
-    y = at_rate(resp.wave, resp.fs, opts.out_rate, n_out)
-    t = np.arange(y.size) / opts.out_rate
-    if opts.fmt == "edf":
-        write_edf(outs.path(out), [{"label": "Resp respsep", "fs": opts.out_rate, "unit": "a.u.", "data": np.nan_to_num(y)}],
-                  start_time=rec.start_time)
-    else:
-        write_csv(outs.path(out), ["time_s", "resp"], [t, y], ["%.4f", "%.6g"])
-    mean_w = resp.fusion.weights.mean(axis=0) if len(resp.fusion.weights) else np.zeros(len(resp.fusion.names))
-    info = {"file": str(rec.path), "out": str(out), "method": opts.method, "signal": "+".join(resp.channels),
-            "channel": ", ".join(resp.channels.values()), "duration_s": round(resp.duration_s, 3),
-            "sources": {n: round(float(v), 3) for n, v in zip(resp.fusion.names, mean_w)},
-            "model": ", ".join(s.name for s in resp.separators.values()) or None,
-            "resp_encoder": ", ".join(str(s.resp_encoder) for s in resp.separators.values()) or None,
-            "note": "; ".join(resp.notes), "warnings": list(getattr(rec, "warnings", []))}
-    rates, rows = None, None
-    if opts.rates or opts.plot:
-        rates, rows = resp.rate_rows(opts.window_s)
-        ok = np.isfinite(rates.bpm)
-        info["median_bpm"] = float(np.median(rates.bpm[ok])) if ok.any() else None
-        info["windows_scored"] = f"{int(ok.sum())}/{len(rates.bpm)}"
-        info["low_confidence"] = int(sum(r["flag"] in ("low_confidence", "disagree") for r in rows))
-    if opts.rates:
-        write_rates_csv(outs.path(opts.rates), rows)
-        info["rates"] = str(opts.rates)
-    if opts.plot:
-        from resp_sep.plots import plot_extraction
-
-        plot_extraction(outs.path(opts.plot), rec, resp, rates, opts.channel)
-        info["plot"] = str(opts.plot)
-    return info

@@ -21,13 +21,15 @@ def _save(fig, path: str) -> None:
         fig.savefig(tmp, dpi=110, format=str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else "png")
 
 
-def plot_extraction(path: str, rec, resp, rates=None, overrides=None, excerpt_s: float = 120.0) -> None:
+def plot_extraction(path: str, rec, resp, rates=None, overrides=None, excerpt_s: float = 120.0,
+                    rows: list[dict] | None = None) -> None:
     """Sources, their fusion weights and the fused respiration over time, with a reference when the file has one.
 
     Rows: (1) a ``excerpt_s``-second excerpt from the middle: the fused respiration, the three
     heaviest sources (thin, scaled like it) and the reference; (2) the fusion weight of each
     source per analysis window over the whole recording; (3) breaths/min per window: respsep
-    (low-confidence windows hollow) and the reference.
+    (windows flagged ``low_confidence`` as open circles, ``disagree`` as open triangles) and the
+    reference.
 
     Parameters
     ----------
@@ -37,6 +39,8 @@ def plot_extraction(path: str, rec, resp, rates=None, overrides=None, excerpt_s:
     resp : resp_sep.pipeline.Respiration
     rates : RateWindows, optional
         Breaths/min of ``resp`` per window.
+    rows : list of dict, optional
+        The rates table (:func:`resp_sep.outputs.rate_table`) whose flags mark the windows.
     """
     from resp_sep.channels import detect_roles
     from resp_sep.errors import RespSepError
@@ -101,13 +105,18 @@ def plot_extraction(path: str, rec, resp, rates=None, overrides=None, excerpt_s:
         from resp_sep.rate import breathing_rate
 
         mid = (rates.start_s + rates.end_s) / 2 / 60
-        conf = np.array([fu.window_summary(s, e)["confidence"] for s, e in zip(rates.start_s, rates.end_s)])
-        from resp_sep.fusion import LOW_CONFIDENCE
+        if rows is None:
+            from resp_sep.outputs import rate_table
 
-        low = conf < LOW_CONFIDENCE
+            rows = rate_table(resp, float(rates.end_s[0] - rates.start_s[0]))[1]
+        flag = np.array([r["flag"] for r in rows])
+        low, dis = flag == "low_confidence", flag == "disagree"
         ax.plot(mid, rates.bpm, "-", color="tab:blue", lw=1)
-        ax.plot(mid[~low], rates.bpm[~low], "o", ms=4, color="tab:blue", label="respsep")
-        ax.plot(mid[low], rates.bpm[low], "o", ms=4, mfc="none", color="tab:blue", label="respsep, low confidence")
+        ax.plot(mid[~low & ~dis], rates.bpm[~low & ~dis], "o", ms=4, color="tab:blue", label="respsep")
+        if low.any():
+            ax.plot(mid[low], rates.bpm[low], "o", ms=5, mfc="none", color="tab:blue", label="respsep, low confidence")
+        if dis.any():
+            ax.plot(mid[dis], rates.bpm[dis], "^", ms=5, mfc="none", color="tab:red", label="respsep, sources disagree")
         if ref is not None:
             rr = breathing_rate(ref.x, ref.fs, window_s=float(rates.end_s[0] - rates.start_s[0]), kind="reference")
             ax.plot((rr.start_s + rr.end_s) / 2 / 60, rr.bpm, "s-", ms=3, color="tab:green", label=f"reference ({ref.label})")

@@ -104,8 +104,14 @@ class RateWindows:
         One of :data:`FLAGS`.
     kind : str
         What was scored: ``"waveform"``, ``"reference"`` or ``"events"``.
-    breath_times_s : numpy.ndarray
-        The breath events used (s), for plotting and checking.
+    breath_times_s : numpy.ndarray, shape (n_events,)
+        The breath events used (s), for plotting and checking: inhalation onsets of a waveform.
+    breath_amplitude : numpy.ndarray, shape (n_events,)
+        Amplitude of the breath starting at each event (onset to the next peak of the band-passed
+        waveform, in the waveform's units); NaN for events without a waveform.
+    breath_counted : numpy.ndarray of bool, shape (max(n_events - 1, 0),)
+        Whether the cycle from event ``k`` to event ``k + 1`` counts as a breath (the module's
+        definition: its length, its amplitude, no unusable sample).
     """
 
     start_s: np.ndarray
@@ -116,6 +122,8 @@ class RateWindows:
     flag: np.ndarray
     kind: str = "waveform"
     breath_times_s: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    breath_amplitude: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    breath_counted: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
 
     def __len__(self) -> int:
         return len(self.start_s)
@@ -157,7 +165,8 @@ def window_grid(duration_s: float, window_s: float = 60.0, step_s: float | None 
 
 
 def breathing_rate(signal: np.ndarray, fs: float, *, window_s: float = 60.0, step_s: float | None = None,
-                   start_s: float = 0.0, min_breaths: int = 3, kind: str = "waveform") -> RateWindows:
+                   start_s: float = 0.0, min_breaths: int = 3, kind: str = "waveform",
+                   duration_s: float | None = None) -> RateWindows:
     """Breathing rate per window from a respiration waveform (estimate or reference alike).
 
     Parameters
@@ -175,6 +184,11 @@ def breathing_rate(signal: np.ndarray, fs: float, *, window_s: float = 60.0, ste
     kind : {"waveform", "reference"}
         Recorded in the result for reports; the processing is identical by design, so that an
         estimate and its reference are scored the same way.
+    duration_s : float, optional
+        Duration (s) the windows cover (default: the signal's, ``n_samples / fs``). Give the
+        recording's duration to put the windows on the recording's epochs (0, 30, 60 ... s for
+        ``window_s=30``) whatever the waveform's last sample: windows past the recording's end are
+        not made, and time past the waveform's end counts as missing.
 
     Returns
     -------
@@ -188,13 +202,17 @@ def breathing_rate(signal: np.ndarray, fs: float, *, window_s: float = 60.0, ste
         raise InputError(f"invalid sampling rate {fs} Hz")
     if x.size == 0:
         raise InputError("respiration signal has no samples")
-    starts, ends = window_grid(x.size / fs, window_s, step_s, start_s)
+    starts, ends = window_grid(x.size / fs if duration_s is None else float(duration_s), window_s, step_s, start_s)
     y, fs_int, missing = _to_internal_rate(x, fs)
     y, burst = _remove_spikes(y, fs_int, missing)
     flat = _flat_mask(y, fs_int, missing)
     bad = _widen(missing | flat | burst, round(BAD_MARGIN_S * fs_int))
     onsets, amplitudes = _detect_breaths(y, fs_int, bad)
     cycles_ok = _cycles_clear_of(onsets, bad)
+    past = 0 if duration_s is None else int(round(float(duration_s) * fs_int)) - missing.size
+    if past > 0:  # windows reaching past the waveform: the time after its last sample is missing
+        missing, flat, burst = (np.concatenate([m, np.full(past, v)]) for m, v in
+                                ((missing, True), (flat, False), (burst, False)))
     unusable = _unusable_fractions(starts - start_s, ends - start_s, fs_int, missing, flat, burst)
     return _score(onsets / fs_int + start_s, cycles_ok, amplitudes, starts, ends, unusable,
                   min_breaths=min_breaths, kind=kind)
@@ -497,7 +515,8 @@ def _score(times: np.ndarray, cycle_ok: np.ndarray, amplitudes: np.ndarray | Non
         flag[w], quality[w], bpm[w] = _score_one(
             dur[sel], None if amplitudes is None else amplitudes[sel], ref_amp, ends[w] - starts[w],
             unusable[w], min_breaths)
-    return RateWindows(starts, ends, bpm, n_breaths, quality, flag.astype(str), kind, times)
+    amp = np.full(times.size, np.nan) if amplitudes is None else np.asarray(amplitudes, dtype=float)[: times.size]
+    return RateWindows(starts, ends, bpm, n_breaths, quality, flag.astype(str), kind, times, amp, counted)
 
 
 def _reference_amplitude(amplitudes: np.ndarray | None, counted: np.ndarray) -> float:

@@ -36,7 +36,8 @@ def parse_spec(fmt: str) -> tuple[int, str] | None:
     return (int(m.group(1)), m.group(2)) if m else None
 
 
-def format_rows(columns: list[np.ndarray], fmts: list[str], delimiter: str = ",", newline: str = "\n") -> bytes | None:
+def format_rows(columns: list[np.ndarray], fmts: list[str], delimiter: str = ",", newline: str = "\n",
+                na_rep: str | None = None) -> bytes | None:
     """The bytes ``numpy.savetxt`` writes for ``column_stack(columns)`` with ``delimiter.join(fmts)``.
 
     Parameters
@@ -45,6 +46,8 @@ def format_rows(columns: list[np.ndarray], fmts: list[str], delimiter: str = ","
         Floating-point columns of equal length.
     fmts : list of str
         One ``%.Nf`` or ``%.Ng`` per column.
+    na_rep : str, optional
+        Text for NaN values (e.g. ``""``: an empty field); ``printf``'s ``nan`` when not given.
 
     Returns
     -------
@@ -59,13 +62,15 @@ def format_rows(columns: list[np.ndarray], fmts: list[str], delimiter: str = ","
         return None
     if not (delimiter.isascii() and newline.isascii()) or "\0" in delimiter + newline:
         return None
+    if na_rep is not None and (not na_rep.isascii() or "\0" in na_rep):
+        return None
     n = len(columns[0])
     if n == 0:
         return b""
     parts = []
     for i, (col, (prec, kind)) in enumerate(zip(columns, specs)):
         x = np.asarray(col, dtype=np.float64).reshape(-1)
-        parts.append(_format_f(x, prec) if kind == "f" else _format_g(x, max(prec, 1)))
+        parts.append(_format_f(x, prec, na_rep) if kind == "f" else _format_g(x, max(prec, 1), na_rep))
         sep = delimiter if i < len(columns) - 1 else newline
         parts.append(np.broadcast_to(np.frombuffer(sep.encode("ascii"), dtype=np.uint8), (n, len(sep))))
     m = np.concatenate(parts, axis=1)
@@ -117,17 +122,17 @@ def _scale(a: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.where(kk >= 0, a * p, a / p), bad
 
 
-def _slow_block(x: np.ndarray, slow: np.ndarray, fmt: str) -> np.ndarray:
-    """Python's ``fmt % value`` for the rows flagged ``slow`` (NaN, inf, near-ties, extremes)."""
+def _slow_block(x: np.ndarray, slow: np.ndarray, fmt: str, na_rep: str | None = None) -> np.ndarray:
+    """Python's ``fmt % value`` for the rows flagged ``slow`` (NaN, inf, near-ties, extremes); ``na_rep`` for NaN."""
     idx = np.flatnonzero(slow)
-    strs = [(fmt % float(x[i])).encode("ascii") for i in idx]
+    strs = [(na_rep if na_rep is not None and x[i] != x[i] else fmt % float(x[i])).encode("ascii") for i in idx]
     out = np.zeros((x.size, max((len(b) for b in strs), default=0)), dtype=np.uint8)
     for i, b in zip(idx, strs):
         out[i, :len(b)] = np.frombuffer(b, dtype=np.uint8)
     return out
 
 
-def _format_f(x: np.ndarray, prec: int) -> np.ndarray:
+def _format_f(x: np.ndarray, prec: int, na_rep: str | None = None) -> np.ndarray:
     fin = np.isfinite(x)
     a = np.where(fin, np.abs(x), 0.0)
     s, _ = _scale(a, np.full(x.size, prec))
@@ -144,10 +149,10 @@ def _format_f(x: np.ndarray, prec: int) -> np.ndarray:
         blocks += [np.full((x.size, 1), _DOT, dtype=np.uint8), _digits(fp, prec)]
     body = np.concatenate(blocks, axis=1)
     body[slow] = 0
-    return np.concatenate([body, _slow_block(x, slow, f"%.{prec}f")], axis=1)
+    return np.concatenate([body, _slow_block(x, slow, f"%.{prec}f", na_rep)], axis=1)
 
 
-def _format_g(x: np.ndarray, prec: int) -> np.ndarray:
+def _format_g(x: np.ndarray, prec: int, na_rep: str | None = None) -> np.ndarray:
     n = x.size
     fin = np.isfinite(x)
     a = np.where(fin, np.abs(x), 0.0)
@@ -205,4 +210,4 @@ def _format_g(x: np.ndarray, prec: int) -> np.ndarray:
     m = np.concatenate([sign, pre, body, suf], axis=1)
     m[~nz, 1:] = 0
     m[~slow & zero, 1] = _ZERO
-    return np.concatenate([m, _slow_block(x, slow, f"%.{prec}g")], axis=1)
+    return np.concatenate([m, _slow_block(x, slow, f"%.{prec}g", na_rep)], axis=1)

@@ -738,6 +738,7 @@ def write_csv(
     header: Sequence[str],
     columns: Sequence[np.ndarray],
     fmt: str | Sequence[str] = "%.6g",
+    na_rep: str | None = None,
 ) -> Path:
     """Write numeric columns to a CSV file, atomically, in chunks.
 
@@ -751,6 +752,9 @@ def write_csv(
         Numeric columns of equal length (NaN is written as ``nan``).
     fmt : str or list of str
         printf-style format per column (``"%.3f"``, ``"%d"``), or one for all.
+    na_rep : str, optional
+        Text written for NaN (``""``: an empty field, which pandas and R read as missing);
+        ``nan`` when not given.
 
     Returns
     -------
@@ -782,9 +786,12 @@ def write_csv(
             chunk = [c[start:start + CSV_CHUNK_ROWS] for c in cols]
             # %.Nf / %.Ng columns: formatted with array operations, byte for byte what savetxt
             # writes (resp_sep.textfmt); anything else: savetxt, one Python '%' per row.
-            text = format_rows(chunk, fmts)
+            text = format_rows(chunk, fmts, na_rep=na_rep)
             if text is not None:
                 fh.write(text.decode("ascii"))
-            else:
+            elif na_rep is None:
                 np.savetxt(fh, np.column_stack(chunk), fmt=row_fmt, delimiter=",")
+            else:
+                for row in zip(*chunk):
+                    fh.write(",".join(na_rep if v != v else f % v for f, v in zip(fmts, row)) + "\n")
     return final

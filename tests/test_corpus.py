@@ -446,7 +446,7 @@ def test_batch_of_corpus_reports_each_file_once(tmp_path, run_cli, tiny_model):
     assert len(errs) == len(cases), err
     for n in names:
         assert sum(n in ln for ln in errs) == 1
-    assert sorted(os.listdir(out_dir)) == ["good.resp.csv"]
+    assert sorted(os.listdir(out_dir)) == ["good.resp.csv", "respsep-summary.tsv"]
 
 
 def test_wfdb_checksum_mismatch_is_a_warning_naming_the_signal(tmp_path, run_cli, tiny_model):

@@ -122,3 +122,28 @@ def test_demo_runs_with_a_given_model(tmp_path, tiny_ckpt):
     assert "ppg_amplitude" in names and rep["inputs"] == "ecg+ppg"
     assert Path(rep["plot"]).stat().st_size > 10_000
     assert Path(rep["resp_csv"]).read_text().startswith("time_s,resp\n")
+
+
+def test_per_record_tables_are_never_cut(monkeypatch):
+    """--per-record on a narrow terminal: every method name and number is printed whole (split tables)."""
+    import io
+
+    from rich.console import Console
+
+    import resp_sep.cli as cli
+
+    methods = ["respsep", "fusion+separator", "ecg_rsa_charlton2016", "ecg_rsa_vangent2019", "ppg_amplitude",
+               "reference:nasal"] + [f"source_number_{k}" for k in range(8)]
+    recs = [f"marsh-{k:04d}.edf" for k in range(21)]
+    rows = [{"ref": "thor", "method": m, "per_record": {r: 1.0 + 0.01 * i + j for j, r in enumerate(recs)}}
+            for i, m in enumerate(methods)]
+    buf = io.StringIO()
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setattr(cli, "out", Console(file=buf, width=100, highlight=False, soft_wrap=True))
+    cli._print_per_record(rows, "thor")
+    text = buf.getvalue()
+    assert "…" not in text and max(len(ln) for ln in text.splitlines()) <= 100
+    for m in methods:
+        assert text.count(m) == text.count("part ")  # once per part
+    for j, r in enumerate(recs):
+        assert r in text and f"{1.0 + j:.2f}" in text

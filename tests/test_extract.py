@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import make_tiny_checkpoint
 
-from resp_sep.pipeline import RATE_COLUMNS, ExtractOptions, extract_file
+from resp_sep.api import extract_file
+from resp_sep.outputs import RATE_COLUMNS
 from resp_sep.separate import Separator, overlap_add, segment_starts
 from resp_sep.simulate import simulate, write_simulation
 
@@ -60,8 +61,9 @@ def test_too_short_recording_is_refused(tiny_ckpt):
 def test_extract_file_csv(tmp_path, tiny_ckpt, recordings):
     _, paths = recordings
     out = tmp_path / "resp.csv"
-    info = extract_file(paths[0], str(out), ExtractOptions(method="separator", model=tiny_ckpt,
-                                                           rates=str(tmp_path / "r.csv")))
+    res = extract_file(paths[0], method="separator", model=tiny_ckpt)
+    res.save(str(out), rates=str(tmp_path / "r.csv"))
+    info = res.info
     lines = out.read_text().splitlines()
     assert lines[0] == "time_s,resp"
     data = np.loadtxt(out, delimiter=",", skiprows=1)
@@ -95,7 +97,11 @@ def test_cli_batch_with_a_corrupt_file(tmp_path, tiny_ckpt, recordings):
     rep = json.loads(so)
     st = {r["file"].split("/")[-1]: r["status"] for r in rep["results"]}
     assert st == {"broken.edf": "failed", "night1.edf": "ok", "night2.edf": "ok"}
-    assert sorted(p.name for p in outd.iterdir()) == ["night1.resp.csv", "night2.resp.csv"]
+    assert sorted(p.name for p in outd.iterdir()) == ["night1.resp.csv", "night2.resp.csv", "respsep-summary.tsv"]
+    rows = [ln.split("\t") for ln in (outd / "respsep-summary.tsv").read_text().splitlines()]
+    assert rows[0][:4] == ["id", "path", "status", "exit_code"] and len(rows) == 4
+    assert {r[0]: (r[2], r[3]) for r in rows[1:]} == {"broken": ("failed", "3"), "night1": ("ok", "0"),
+                                                      "night2": ("ok", "0")}
     # human mode: one line per file and a summary; the failure is one line on stderr
     code, so, se = run("extract", str(d), "--out-dir", str(outd), "--model", tiny_ckpt)
     assert code == 4
@@ -155,7 +161,9 @@ def test_extract_file_default_is_fusion_of_ecg_and_ppg(tmp_path, recordings):
 
     _, paths = recordings
     out, rates = tmp_path / "resp.csv", tmp_path / "rates.csv"
-    info = extract_file(paths[0], str(out), ExtractOptions(rates=str(rates)))
+    res = extract_file(paths[0])
+    res.save(str(out), rates=str(rates))
+    info = res.info
     assert info["method"] == "fusion" and info["signal"] == "ecg+ppg"
     assert {"ecg_rsa_sarkar2015", "ecg_qrs_area", "ppg_amplitude", "ppg_rate"} <= set(info["sources"])
     assert not any(n.startswith("separator") for n in info["sources"]) and info["model"] is None
@@ -164,7 +172,7 @@ def test_extract_file_default_is_fusion_of_ecg_and_ppg(tmp_path, recordings):
     assert data.shape == (150 * 25, 2) and np.isfinite(data[:, 1]).all()
     rows = list(csv.DictReader(rates.open()))
     assert len(rows) == 2 and all(0 <= float(r["confidence"]) <= 1 for r in rows)
-    assert all(r["flag"] in ("ok", "low_confidence", "disagree") for r in rows if r["breaths_per_min"] != "nan")
+    assert all(r["flag"] in ("ok", "low_confidence", "disagree") for r in rows if r["breaths_per_min"] != "")
     assert all(":" in r["sources"] for r in rows)
 
 
@@ -187,10 +195,10 @@ def test_cli_method_and_signal_choices(tmp_path, recordings):
 def test_separators_join_the_fusion_when_asked(tmp_path, tiny_ckpt, recordings):
     """--model adds the separators to the default fusion; 'fusion,NAME' adds a named source."""
     _, paths = recordings
-    info = extract_file(paths[0], str(tmp_path / "a.csv"), ExtractOptions(model=tiny_ckpt))
+    info = extract_file(paths[0], model=tiny_ckpt).info
     assert {"separator_ecg", "separator_ppg", "ecg_rsa_sarkar2015"} <= set(info["sources"])
     assert tiny_ckpt in info["model"]  # the given model serves the ECG, the shipped one the PPG
-    info = extract_file(paths[0], str(tmp_path / "b.csv"), ExtractOptions(method="fusion,separator_ppg"))
+    info = extract_file(paths[0], method="fusion,separator_ppg").info
     assert "separator_ppg" in info["sources"] and "separator_ecg" not in info["sources"]
     assert "ecg_rsa_sarkar2015" in info["sources"]
 

@@ -120,7 +120,9 @@ def test_kill_during_writing_then_rerun_cleans_up_and_completes(rec, tmp_path):
     _, err = r.communicate(timeout=120)
     assert r.returncode == 0, err
     assert _leftovers(out) == []
-    assert sorted(x.name for x in out.iterdir()) == ["night.rates.csv", "night.resp.csv"]
+    assert sorted(x.name for x in out.iterdir()) == ["night.rates.csv", "night.resp.csv", "respsep-summary.tsv"]
+    # the killed run's summary said the recording was pending; the rerun's says it is done
+    assert (out / "respsep-summary.tsv").read_text().splitlines()[1].split("\t")[2] == "ok"
 
 
 def test_a_live_writers_temporary_is_not_removed(tmp_path):

@@ -71,7 +71,7 @@ def test_cli_makes_idle_threads_sleep_unless_told_otherwise():
 
 
 def test_worker_init_sets_threads_without_importing_torch():
-    code = ("import sys; from resp_sep.cli import _worker_init; _worker_init(1); "
+    code = ("import sys; from resp_sep.batch import _worker_init; _worker_init(1); "
             "print('torch' in sys.modules); import torch; print(torch.get_num_threads())")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.stdout.split() == ["False", "1"], r.stdout + r.stderr
