@@ -93,15 +93,16 @@ def test_kubios_correction_equals_neurokit2():
 
 
 def test_extraction_does_not_import_neurokit2(tmp_path):
-    """The default method runs without NeuroKit2 (its import costs ~100 MB and ~1.5 s)."""
+    """``respsep extract`` (waveform, rates, breaths) runs without NeuroKit2, pandas or torch (~200 MB, ~2 s)."""
     import subprocess
     import sys
 
     from resp_sep.simulate import simulate, write_simulation
 
     rec = write_simulation(simulate(duration_s=120, fs=128.0, seed=1), tmp_path / "a.edf")
-    code = ("import sys; from resp_sep.pipeline import ExtractOptions, extract_file; "
-            f"extract_file({str(rec)!r}, {str(tmp_path / 'a.csv')!r}, ExtractOptions(rates={str(tmp_path / 'r.csv')!r})); "
+    args = ["extract", str(rec), "--out", str(tmp_path / "a.csv"), "--rates", str(tmp_path / "r.csv"),
+            "--breaths", str(tmp_path / "b.csv"), "-q"]
+    code = (f"import sys; from resp_sep.cli import main; assert main({args!r}) == 0; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('neurokit2', 'pandas', 'sklearn', 'torch')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
