@@ -331,7 +331,7 @@ FUSION, FUSION_SEPARATOR = "fusion", "fusion+separator"
 
 def compare_methods(rec, methods: Mapping[str, str], *, singles: bool = False, signal: str = _ALGO.signal,
                     channel=None, model=_ALGO.model, device: str = _ALGO.device,
-                    separators: dict | None = None) -> tuple[dict, str]:
+                    separators: dict | None = None, fusions: dict | None = None) -> tuple[dict, str]:
     """Respiration waveforms of one recording by several methods, every source computed once.
 
     For comparisons (``respsep eval --baselines``, docs/results.md): every source of the selected
@@ -348,6 +348,9 @@ def compare_methods(rec, methods: Mapping[str, str], *, singles: bool = False, s
         Also every single source, labelled by its name.
     signal, channel, model, device, separators
         As for :func:`extract` (``model``: the separator checkpoints).
+    fusions : dict, optional
+        Filled with ``label -> FusionResult`` (:func:`resp_sep.fusion.fuse`: per-window confidence and
+        flags) for every method that ran.
 
     Returns
     -------
@@ -378,7 +381,10 @@ def compare_methods(rec, methods: Mapping[str, str], *, singles: bool = False, s
     for label, names in combos.items():
         use = {n: got[n] for n in names if n in got}
         if use:
-            waves[label] = (fuse(use, resp.fs, families=source_families(use)).wave, resp.fs)
+            fused = fuse(use, resp.fs, families=source_families(use))
+            waves[label] = (fused.wave, resp.fs)
+            if fusions is not None:
+                fusions[label] = fused
     return waves, "+".join(resp.channels)
 
 

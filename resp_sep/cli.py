@@ -580,7 +580,7 @@ def eval_cmd(
 
     from resp_sep.channels import parse_overrides
     from resp_sep.errors import ModelError
-    from resp_sep.evaluate import evaluate_recording, summarise
+    from resp_sep.evaluate import confidence_curves, evaluate_recording, summarise
     from resp_sep.batch import collect_inputs
     from resp_sep.options import check_eval
     from resp_sep.pipeline import check_method, model_signals
@@ -620,10 +620,12 @@ def eval_cmd(
             if not as_json:
                 _fail_line(str(e))
     rows = summarise(results)
+    curves = confidence_curves(results)
     if as_json:
-        _emit_json({"pooled": rows, "failed": failed, "n_records": len(results)})
+        _emit_json({"pooled": rows, "failed": failed, "n_records": len(results), "confidence": curves})
     elif not quiet:
         _print_eval(rows, per_record, window)
+        _print_confidence(curves, window)
     with output_set() as outs:  # --csv and --plot: both or neither
         if csv_out:
             _write_eval_csv(outs.path(csv_out), rows)
@@ -668,6 +670,24 @@ def _print_eval(rows: list[dict], per_record: bool, window_s: float = 60.0) -> N
         _print_table(t)
         if per_record:
             _print_per_record([x for x in rows if x["ref"] == ref], ref)
+
+
+def _print_confidence(curves: list[dict], window_s: float = 60.0) -> None:
+    """Does the confidence predict the error: MAE of the most confident share of windows, per reference."""
+    for c in curves:
+        t = Table(title=f"confidence vs error, {c['method']} against {c['ref']}: MAE (breaths/min) of the most "
+                        f"confident windows ({window_s:g} s)", title_justify="left")
+        t.add_column("", no_wrap=True)
+        for p in c["curve"]:
+            t.add_column(f"top {100 * p['coverage']:.0f}%", justify="right", no_wrap=True)
+        t.add_column("flagged", justify="right", no_wrap=True)
+        t.add_column("not flagged", justify="right", no_wrap=True)
+        t.add_row("MAE", *[_fmt(p["mae_bpm"]) for p in c["curve"]], _fmt(c["flagged"]["mae_bpm"]),
+                  _fmt(c["ok"]["mae_bpm"]))
+        t.add_row("windows", *[str(p["n_windows"]) for p in c["curve"]], str(c["flagged"]["n_windows"]),
+                  str(c["ok"]["n_windows"]))
+        t.add_row("confidence >=", *[_fmt(p["min_confidence"]) for p in c["curve"]], "", "")
+        _print_table(t)
 
 
 def _print_per_record(rows: list[dict], ref: str) -> None:

@@ -36,6 +36,12 @@ class RecordResult:
         Rates per method on the same window grid.
     abs_r : dict of (method, ref) to float
         |Pearson r| between band-passed waveforms (NaN for annotation references).
+    confidence : dict of str to numpy.ndarray
+        Per method made by fusion: each rate window's confidence (0-1), as the ``--rates`` CSV
+        reports it (:func:`resp_sep.outputs.rate_table`).
+    flags : dict of str to numpy.ndarray of str
+        Per method made by fusion: each rate window's fusion flag (``ok``, ``low_confidence``,
+        ``disagree``, ``no_source``).
     """
 
     file: str
@@ -43,6 +49,8 @@ class RecordResult:
     refs: dict[str, RateWindows] = field(default_factory=dict)
     methods: dict[str, RateWindows] = field(default_factory=dict)
     abs_r: dict[tuple[str, str], float] = field(default_factory=dict)
+    confidence: dict[str, np.ndarray] = field(default_factory=dict)
+    flags: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def waveform_abs_r(a: np.ndarray, fs_a: float, b: np.ndarray, fs_b: float) -> float:
@@ -165,24 +173,56 @@ def evaluate_recording(path: str, *, signal: str = "auto", method: str = "fusion
         raise InputError(f"no usable reference ({', '.join(refs)}) in this recording", p)
 
     waves: dict[str, tuple[np.ndarray, float]] = {}
+    fusions: dict = {}
     if pred_csv:
         y, fs_y = read_pred_csv(pred_csv)
         waves[METHOD_RESPSEP] = (_crop(y, fs_y, start_s, end_s), fs_y)
     if baselines or not pred_csv:
         got, res.signal = method_waves(rec, method=method, signal=signal, baselines=baselines,
                                        respsep=not pred_csv, overrides=overrides, separators=separators,
-                                       model=model, device=device)
+                                       model=model, device=device, fusions=fusions)
         waves.update({k: (_crop(w, fs_w, start_s, end_s), fs_w) for k, (w, fs_w) in got.items()})
     for name, (w, fs_w) in waves.items():
         res.methods[name] = breathing_rate(w, fs_w, window_s=window_s, start_s=start_s)
+        if name in fusions and not (name == METHOD_RESPSEP and pred_csv):
+            res.confidence[name], res.flags[name] = window_confidence(fusions[name], res.methods[name])
         for ref, (rw, rfs) in ref_waves.items():
             res.abs_r[(name, ref)] = waveform_abs_r(w, fs_w, rw, rfs)
     return res
 
 
+def window_confidence(fusion, rates: RateWindows) -> tuple[np.ndarray, np.ndarray]:
+    """Each rate window's confidence and fusion flag, as the ``--rates`` CSV reports them.
+
+    Parameters
+    ----------
+    fusion : resp_sep.fusion.FusionResult
+    rates : RateWindows
+        Rate windows (s from the recording's start).
+
+    Returns
+    -------
+    confidence : numpy.ndarray, shape (n_windows,)
+        0-1 (:meth:`~resp_sep.fusion.FusionResult.window_summary`); 0 where the window has no rate.
+    flag : numpy.ndarray of str, shape (n_windows,)
+    """
+    from resp_sep.outputs import _flag_with_sources
+
+    conf = np.zeros(len(rates.bpm))
+    flag = np.full(len(rates.bpm), "no_source", dtype=object)
+    for k in range(len(rates.bpm)):
+        a, e = float(rates.start_s[k]), float(rates.end_s[k])
+        s = fusion.window_summary(a, e)
+        if np.isfinite(rates.bpm[k]):
+            conf[k] = s["confidence"]
+        flag[k] = _flag_with_sources(fusion, a, e, s["flag"])
+    return conf, flag.astype(str)
+
+
 def method_waves(rec, *, method: str = "fusion", signal: str = "auto", baselines: bool = False,
                  respsep: bool = True, overrides: dict | None = None, separators: dict | None = None,
-                 model: tuple[str, ...] | str | None = (), device: str = "auto") -> tuple[dict, str]:
+                 model: tuple[str, ...] | str | None = (), device: str = "auto",
+                 fusions: dict | None = None) -> tuple[dict, str]:
     """Respiration waveforms of one recording by every method to compare (through :mod:`resp_sep.api`).
 
     Parameters
@@ -195,6 +235,8 @@ def method_waves(rec, *, method: str = "fusion", signal: str = "auto", baselines
         fused per method: :func:`resp_sep.api.compare_methods`).
     respsep : bool
         Include ``respsep`` (the method under evaluation).
+    fusions : dict, optional
+        Filled with ``label -> FusionResult`` for the methods made by fusion (confidence, flags).
 
     Returns
     -------
@@ -209,13 +251,15 @@ def method_waves(rec, *, method: str = "fusion", signal: str = "auto", baselines
     if not baselines:
         res = api.extract(rec, method=method, signal=signal, channel=overrides, model=model, device=device,
                           separators=separators)
+        if fusions is not None:
+            fusions[METHOD_RESPSEP] = res.respiration.fusion
         return {METHOD_RESPSEP: (res.respiration.wave, res.respiration.fs)}, "+".join(res.respiration.channels)
     # what "respsep" is: the method as extract runs it (a model adds the separators to the fusion)
     under_test = api.FUSION_SEPARATOR if (method == api.FUSION and model) else method
     methods = {METHOD_RESPSEP: under_test} if respsep else {}
     methods.update({api.FUSION: api.FUSION, api.FUSION_SEPARATOR: api.FUSION_SEPARATOR, "separator": "separator"})
     return api.compare_methods(rec, methods, singles=True, signal=signal, channel=overrides, model=model,
-                               device=device, separators=separators)
+                               device=device, separators=separators, fusions=fusions)
 
 
 def _paired(est: RateWindows, ref: RateWindows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -279,6 +323,61 @@ def summarise(results: list[RecordResult], include_ref_agreement: bool = True) -
                 if errs:
                     rows.append(_stats(ref, f"reference:{o}", errs, diffs, [], n_ref, per_rec, []))
     return rows
+
+
+#: shares of windows (most confident first) at which :func:`confidence_curve` reports the MAE
+COVERAGES = (0.25, 0.5, 0.75, 1.0)
+
+
+def confidence_curve(results: list[RecordResult], ref: str, method: str = METHOD_RESPSEP,
+                     coverages: tuple[float, ...] = COVERAGES) -> dict | None:
+    """Does the confidence predict the error? MAE of the most confident share of windows, and of the flagged ones.
+
+    The windows both ``method`` and ``ref`` scored, pooled over the recordings, are ranked by the
+    method's confidence (highest first; ties in recording and time order); for each share ``c`` of
+    them the MAE (breaths/min) of the ``ceil(c * n)`` most confident. A confidence that predicts
+    error gives an MAE that rises with the share.
+
+    Returns
+    -------
+    dict or None
+        ``ref``, ``method``, ``n_windows``, ``curve`` (list of ``{"coverage", "n_windows", "mae_bpm",
+        "min_confidence"}``), ``flagged`` and ``ok`` (``{"n_windows", "mae_bpm"}`` of the windows
+        flagged ``low_confidence`` or ``disagree`` and of the others); None when the method has no
+        confidence (not made by fusion, or scored from ``--pred-dir``).
+    """
+    err, conf, flagged = [], [], []
+    for res in results:
+        if ref not in res.refs or method not in res.methods or method not in res.confidence:
+            continue
+        e, r, ok = _paired(res.methods[method], res.refs[ref])
+        n = ok.size
+        err.append(np.abs(e[ok] - r[ok]))
+        conf.append(res.confidence[method][:n][ok])
+        flagged.append(np.isin(res.flags[method][:n][ok], ("low_confidence", "disagree")))
+    if not err:
+        return None
+    err, conf, flagged = np.concatenate(err), np.concatenate(conf), np.concatenate(flagged)
+    if not err.size:
+        return None
+    order = np.argsort(-conf, kind="stable")
+    curve = []
+    for c in coverages:
+        k = max(1, int(np.ceil(c * err.size - 1e-9)))
+        curve.append({"coverage": float(c), "n_windows": k, "mae_bpm": float(err[order[:k]].mean()),
+                      "min_confidence": float(conf[order[k - 1]])})
+
+    def part(m):
+        return {"n_windows": int(m.sum()), "mae_bpm": float(err[m].mean()) if m.any() else float("nan")}
+
+    return {"ref": ref, "method": method, "n_windows": int(err.size), "curve": curve,
+            "flagged": part(flagged), "ok": part(~flagged)}
+
+
+def confidence_curves(results: list[RecordResult], method: str = METHOD_RESPSEP) -> list[dict]:
+    """:func:`confidence_curve` for every reference (those with a curve)."""
+    refs = sorted({r for res in results for r in res.refs})
+    return [c for c in (confidence_curve(results, ref, method) for ref in refs) if c is not None]
 
 
 def _rank(method: str) -> int:

@@ -39,6 +39,16 @@ def main(folder: str) -> None:
                 print(f"| {m} | {f(r['mae_bpm'])} | {f(r['mae_common_bpm'])} | {r['n_windows']} | {cov} | "
                       f"{f(r['bias_bpm'])} | {f(r['loa_low'], 1)} .. {f(r['loa_high'], 1)} | {f(r['abs_r'])} |")
             print()
+        for c in rep.get("confidence", []):
+            print(f"Confidence vs error, **{c['method']}** against **{c['ref']}** ({c['n_windows']} windows): MAE of "
+                  "the most confident share of windows, and of the windows flagged `low_confidence` or `disagree`\n")
+            print("| | " + " | ".join(f"top {100 * p['coverage']:.0f} %" for p in c["curve"]) + " | flagged | not flagged |")
+            print("|---" * (len(c["curve"]) + 3) + "|")
+            print("| MAE | " + " | ".join(f(p["mae_bpm"]) for p in c["curve"])
+                  + f" | {f(c['flagged']['mae_bpm'])} | {f(c['ok']['mae_bpm'])} |")
+            print("| windows | " + " | ".join(str(p["n_windows"]) for p in c["curve"])
+                  + f" | {c['flagged']['n_windows']} | {c['ok']['n_windows']} |")
+            print()
 
 
 if __name__ == "__main__":

@@ -86,8 +86,50 @@ def test_eval_cli_json_csv_plot(tmp_path, tiny_ckpt, sim_rec):
     assert rep["n_records"] == 1 and {r["ref"] for r in rep["pooled"]} == {"thor", "nasal"}
     assert (tmp_path / "e.csv").read_text().startswith("scope,ref,method,mae_bpm")
     assert (tmp_path / "e.png").stat().st_size > 10_000
+    curves = {c["ref"]: c for c in rep["confidence"]}  # the confidence of respsep's windows against each reference
+    assert set(curves) == {"thor", "nasal"}
+    thor = next(r for r in rep["pooled"] if r["ref"] == "thor" and r["method"] == "respsep")
+    c = curves["thor"]
+    assert c["n_windows"] == thor["n_windows"] and c["curve"][-1]["mae_bpm"] == pytest.approx(thor["mae_bpm"])
+    assert c["flagged"]["n_windows"] + c["ok"]["n_windows"] == c["n_windows"]
+    code, so, se = run("eval", path, "--model", tiny_ckpt, "--ref", "thor")
+    assert code == 0, se
+    assert "most confident windows" in so and "top 50%" in so
     code, so, se = run("eval", path, "--model", tiny_ckpt, "--ref", "bogus")
     assert code == 2
+
+
+def _windows(bpm, conf=None, flags=None):
+    from resp_sep.rate import RateWindows
+
+    bpm = np.asarray(bpm, float)
+    k = np.arange(bpm.size, dtype=float)
+    return RateWindows(60 * k, 60 * k + 60, bpm, np.zeros(bpm.size, int), np.ones(bpm.size),
+                       np.array(["ok"] * bpm.size))
+
+
+def test_confidence_curve_ranks_windows_by_confidence():
+    """MAE of the most confident 25/50/75/100 % of windows pooled over recordings; flagged windows apart."""
+    from resp_sep.evaluate import RecordResult, confidence_curve
+
+    ref = _windows([15, 15, 15, 15])
+    a = RecordResult("a", "ecg", refs={"thor": ref}, methods={"respsep": _windows([15, 16, 19, np.nan])},
+                     confidence={"respsep": np.array([0.9, 0.5, 0.1, 0.0])},
+                     flags={"respsep": np.array(["ok", "ok", "low_confidence", "no_source"])})
+    b = RecordResult("b", "ecg", refs={"thor": ref}, methods={"respsep": _windows([17, 15, 15, 15])},
+                     confidence={"respsep": np.array([0.2, 0.8, 0.7, 0.6])},
+                     flags={"respsep": np.array(["disagree", "ok", "ok", "ok"])})
+    c = confidence_curve([a, b], "thor")
+    # scored windows by confidence: 0.9 (err 0), 0.8 (0), 0.7 (0), 0.6 (0), 0.5 (1), 0.2 (2), 0.1 (4)
+    assert c["n_windows"] == 7
+    assert [p["n_windows"] for p in c["curve"]] == [2, 4, 6, 7]
+    assert [p["mae_bpm"] for p in c["curve"]] == pytest.approx([0, 0, 3 / 6, 7 / 7])
+    assert c["flagged"] == {"n_windows": 2, "mae_bpm": pytest.approx(3.0)}
+    assert c["ok"]["n_windows"] == 5 and c["ok"]["mae_bpm"] == pytest.approx(0.2)
+    # without a confidence (a --pred-dir prediction) there is no curve
+    a.confidence.clear()
+    b.confidence.clear()
+    assert confidence_curve([a, b], "thor") is None
 
 
 def test_eval_cli_pred_dir(tmp_path, sim_rec):
