@@ -10,13 +10,20 @@ Usage (from the repository root; needs ../shared/data)::
 
     .venv/bin/python scripts/fusion_dev.py                 # development subjects (the default)
     .venv/bin/python scripts/fusion_dev.py --split test    # held-out subjects: report only, never tune
+    .venv/bin/python scripts/fusion_dev.py --save runs/a.json          # keep every window's error...
+    .venv/bin/python scripts/fusion_dev.py --against runs/a.json       # ...and compare another version with it
 
-The held-out subjects are the ``exclude`` lists of models/ecg.toml.
+The held-out subjects are the ``exclude`` lists of models/ecg.toml. Every variant is compared with
+"as shipped" (and with ``--against``, with the same variant of a saved run) by a record bootstrap:
+recordings of a group drawn with replacement (2,000 times, seed 0), the window-pooled MAE
+difference; the 95 % interval is printed. The last lines are the confidence's MAE-vs-coverage curve
+(the most confident 25/50/75/100 % of windows, confidence as the ``--rates`` CSV reports it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tomllib
 from pathlib import Path
 
@@ -76,7 +83,12 @@ def count_adv_rates(w: np.ndarray, fs: float, end_s: float | None, win: float = 
     return out
 
 
-def load(split: str) -> list[dict]:
+def load(split: str, cache: str | None = None) -> list[dict]:
+    """Every source of every recording of the split (the library's code), and its thoracic reference.
+
+    ``cache``: a folder where each recording's sources are kept (``NAME.npz``) and read back on the
+    next run; it must be emptied when the sources' code changes.
+    """
     cfg = tomllib.loads((REPO / "models" / "ecg.toml").read_text())
     held = set(cfg["exclude"])
     files = sorted((DATA / "marsh-edf").glob("*.edf")) + sorted((DATA / "cinc2015-wfdb").glob("*.hea"))
@@ -86,20 +98,29 @@ def load(split: str) -> list[dict]:
         name = f.stem
         if (name in held) != (split == "test"):
             continue
-        rec = read_recording(f)
-        try:
-            ref = load_signal(rec, "thor", None, fs_out=25.0, min_fs=1.0).x
-            resp = respiration(rec, ExtractOptions(method=every), seps)
-        except Exception as e:  # noqa: BLE001 - a record without a usable reference is skipped, said
-            print(f"  skipped {name}: {e}")
-            continue
+        hit = Path(cache) / f"{name}.npz" if cache else None
+        if hit is not None and hit.exists():
+            z = np.load(hit)
+            ref, waves = z["ref"], {k[5:]: z[k] for k in z.files if k.startswith("wave_")}
+        else:
+            rec = read_recording(f)
+            try:
+                ref = load_signal(rec, "thor", None, fs_out=25.0, min_fs=1.0).x
+                resp = respiration(rec, ExtractOptions(method=every), seps)
+            except Exception as e:  # noqa: BLE001 - a record without a usable reference is skipped, said
+                print(f"  skipped {name}: {e}")
+                continue
+            waves = {n: o.wave for n, o in resp.sources.items()}
+            if hit is not None:
+                hit.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(hit, ref=ref, **{f"wave_{k}": v for k, v in waves.items()})
         out.append({"name": name, "group": "marsh" if name.startswith("marsh") else "cinc",
-                    "end": None if name.startswith("marsh") else 270.0, "ref": ref,
-                    "waves": {n: o.wave for n, o in resp.sources.items()}})
+                    "end": None if name.startswith("marsh") else 270.0, "ref": ref, "waves": waves})
     return out
 
 
 def score(recs: list[dict], settings: dict) -> dict:
+    """MAE per (group, counter), and under ``"windows"`` each recording's per-window absolute errors."""
     settings = dict(settings)
     add = settings.pop("add", ())
     only = settings.pop("only", None)
@@ -109,11 +130,12 @@ def score(recs: list[dict], settings: dict) -> dict:
     saved = {k: getattr(Q, k) for k in consts}
     for k, v in consts.items():
         setattr(Q, k, v)
-    res = {}
+    res = {"windows": {}}
     try:
         for group in ("marsh", "cinc"):
             for scorer in ("respsep", "count-adv"):
                 errs = []
+                per = res["windows"].setdefault(f"{group}/{scorer}", {})
                 for r in (x for x in recs if x["group"] == group):
                     wanted = only or source_names(kind, fusion_only=True) + list(add)
                     names = [n for n in wanted if n in r["waves"]]
@@ -131,6 +153,7 @@ def score(recs: list[dict], settings: dict) -> dict:
                     n = min(est.size, ref.size)
                     ok = np.isfinite(est[:n]) & np.isfinite(ref[:n])
                     errs.append(np.abs(est[:n][ok] - ref[:n][ok]))
+                    per[r["name"]] = errs[-1].tolist()
                 res[(group, scorer)] = float(np.concatenate(errs).mean())
     finally:
         for k, v in saved.items():
@@ -138,26 +161,66 @@ def score(recs: list[dict], settings: dict) -> dict:
     return res
 
 
+COLUMNS = ("marsh/respsep", "marsh/count-adv", "cinc/respsep", "cinc/count-adv")
+
+
+def bootstrap(a: dict[str, list], b: dict[str, list], n: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Window-pooled MAE of ``a`` minus ``b`` (per-recording window errors) and its 95 % record-bootstrap interval."""
+    names = sorted(set(a) & set(b))
+    ea = [np.asarray(a[k], float) for k in names]
+    eb = [np.asarray(b[k], float) for k in names]
+    sa, sb = np.array([e.sum() for e in ea]), np.array([e.sum() for e in eb])
+    na, nb = np.array([e.size for e in ea]), np.array([e.size for e in eb])
+    idx = np.random.default_rng(seed).integers(0, len(names), size=(n, len(names)))
+    with np.errstate(invalid="ignore"):
+        d = sa[idx].sum(1) / na[idx].sum(1) - sb[idx].sum(1) / nb[idx].sum(1)
+    return float(sa.sum() / na.sum() - sb.sum() / nb.sum()), float(np.nanpercentile(d, 2.5)), float(np.nanpercentile(d, 97.5))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--split", choices=("dev", "test"), default="dev")
+    ap.add_argument("--cache", help="keep each recording's sources here (empty it when the sources change)")
+    ap.add_argument("--save", help="write every variant's per-window errors (JSON)")
+    ap.add_argument("--against", help="compare with the per-window errors of a saved run (record bootstrap)")
+    ap.add_argument("--only", help="comma-separated variants to score (default: all)")
     args = ap.parse_args()
-    recs = load(args.split)
+    recs = load(args.split, args.cache)
     print(f"{args.split}: {sum(r['group'] == 'marsh' for r in recs)} MARSH, {sum(r['group'] == 'cinc' for r in recs)} "
           "CinC records; breaths/min MAE vs thoracic, 60-s windows")
     print(f"{'variant':<34}{'MARSH respsep':>15}{'MARSH count-adv':>17}{'CinC respsep':>14}{'CinC count-adv':>16}")
     singles = {f"single: {n}": {"only": [n]} for n in source_names(fusion_only=True)}
-    for name, settings in {**VARIANTS, **singles}.items():
+    every = {**VARIANTS, **singles}
+    if args.only:
+        every = {k: v for k, v in every.items() if k in args.only.split(",") or k == "as shipped"}
+    saved = json.loads(Path(args.against).read_text()) if args.against else {}
+    windows = {}
+    for name, settings in every.items():
         s = score(recs, settings)
+        windows[name] = s["windows"]
         print(f"{name[:34]:<34}{s[('marsh', 'respsep')]:>15.2f}{s[('marsh', 'count-adv')]:>17.2f}"
               f"{s[('cinc', 'respsep')]:>14.2f}{s[('cinc', 'count-adv')]:>16.2f}", flush=True)
+        for label, other in (("vs as shipped", windows["as shipped"] if name != "as shipped" else None),
+                             (f"vs {Path(args.against).name if args.against else ''}", saved.get(name))):
+            if other:
+                cells = []
+                for c in COLUMNS:
+                    d, lo, hi = bootstrap(s["windows"][c], other[c])
+                    cells.append(f"{d:+.2f} [{lo:+.2f},{hi:+.2f}]")
+                print(f"  {label[:32]:<32}" + "".join(f"{x:>20}" for x in cells), flush=True)
+    if args.save:
+        Path(args.save).write_text(json.dumps(windows))
     confidence_split(recs)
 
 
 def confidence_split(recs: list[dict]) -> None:
-    """MAE (respsep's counter) of the shipped fusion in the windows above and below each group's median confidence."""
+    """The shipped fusion's confidence against its error (respsep's counter), per group: MAE of the most
+    confident 25/50/75/100 % of windows (``respsep eval``'s curve), of the flagged windows and of the
+    others, and the MAE in the windows above and below the median confidence."""
+    from resp_sep.evaluate import RecordResult, confidence_curve, window_confidence
+
     for group in ("marsh", "cinc"):
-        err, conf = [], []
+        results = []
         for r in (x for x in recs if x["group"] == group):
             names = [n for n in source_names(fusion_only=True) if n in r["waves"]]
             if not names:
@@ -165,15 +228,14 @@ def confidence_split(recs: list[dict]) -> None:
             fused = F.fuse({n: r["waves"][n] for n in names}, 10.0, families=source_families(names))
             end = r["end"]
             est = breathing_rate(fused.wave[: int(end * 10) if end else None], 10.0)
-            ref = breathing_rate(r["ref"][: int(end * 25) if end else None], 25.0).bpm
-            for k in range(min(len(est.bpm), ref.size)):
-                if np.isfinite(est.bpm[k]) and np.isfinite(ref[k]):
-                    err.append(abs(est.bpm[k] - ref[k]))
-                    conf.append(fused.window_summary(float(est.start_s[k]), float(est.end_s[k]))["confidence"])
-        err, conf = np.array(err), np.array(conf)
-        hi = conf >= np.median(conf)
-        print(f"confidence, {group}: MAE {err[hi].mean():.2f} in the more confident half of {err.size} windows, "
-              f"{err[~hi].mean():.2f} in the other")
+            ref = breathing_rate(r["ref"][: int(end * 25) if end else None], 25.0)
+            conf, flag = window_confidence(fused, est)
+            results.append(RecordResult(r["name"], "", refs={"thor": ref}, methods={"respsep": est},
+                                        confidence={"respsep": conf}, flags={"respsep": flag}))
+        c = confidence_curve(results, "thor")
+        curve = ", ".join(f"top {100 * p['coverage']:.0f}% {p['mae_bpm']:.2f}" for p in c["curve"])
+        print(f"confidence, {group} ({c['n_windows']} windows): {curve}; flagged {c['flagged']['mae_bpm']:.2f} "
+              f"({c['flagged']['n_windows']}), not flagged {c['ok']['mae_bpm']:.2f} ({c['ok']['n_windows']})")
 
 
 if __name__ == "__main__":
