@@ -16,6 +16,14 @@ ECG (:func:`ecg_beats`)
     corrected for artefacts (Kubios: Lipponen & Tarvainen 2019, as ``nk.ecg_peaks(...,
     correct_artifacts=True)``, :mod:`resp_sep.kubios`). The same beats as NeuroKit2 on the whole
     signal (tests/test_beats.py).
+Two sets of beats
+    The corrected beats give the beat *intervals* (heart rate: RSA needs normal-to-normal
+    intervals). The detected beats give the beat *amplitudes* (R, R-S, QRS area): correction moves
+    beats next to an ectopic one to the middle of their neighbours and inserts missed ones, where
+    the ECG is near its baseline (on the development ICU records 4 % of the corrected beats lay
+    more than 20 ms from any detected R wave). Pan-Tompkins' beats, the peaks of a moving
+    integral that trails the QRS complex, are moved to the highest sample of the 0.12 s before
+    them. The beats Kubios marks as ectopic or artefacts are kept in :attr:`EcgBeats.artefact`.
 ECG polarity
     A lead recorded the wrong way round (swapped electrodes, an inverted montage) puts the QRS
     complexes' largest deflection below the baseline; the detector would then pick a smaller
@@ -40,7 +48,7 @@ import numpy as np
 
 from resp_sep.chunks import BLOCK_S, MARGIN_S, Bridged, Resampled, Spill, blocks
 from resp_sep.errors import InputError
-from resp_sep.kubios import fixpeaks_kubios
+from resp_sep.kubios import artefact_beats, fixpeaks_kubios
 
 #: ECG is analysed at no more than this rate (Hz): R-peaks need no finer timing for breathing.
 MAX_ECG_FS = 500.0
@@ -277,7 +285,16 @@ class EcgBeats:
     Attributes
     ----------
     r_peaks : numpy.ndarray of int, shape (n_beats,)
-        R peaks (samples at the channel's rate), artefact-corrected (Kubios).
+        R peaks (samples at the channel's rate), artefact-corrected (Kubios): the beat *intervals*
+        (heart rate, RSA). Correction moves ectopic beats and inserts missed ones where there is
+        no R wave.
+    detected : numpy.ndarray of int, shape (n_detected,)
+        The R peaks as detected, before correction (samples at the channel's rate): where the R
+        waves are, and where the beat *amplitudes* are read (:meth:`amplitude_peaks`).
+    artefact : numpy.ndarray of bool, shape (n_detected,)
+        Detected beats Kubios' classification marks as ectopic, extra or with a long/short
+        interval (:func:`resp_sep.kubios.artefact_beats`). They are *kept* in the amplitudes:
+        leaving them out was no better on the development recordings (docs/method.md).
     clean : Spill
         The cleaned ECG at ``fs_clean``, as read for per-beat values (negated when ``inverted``).
     fs_clean : float
@@ -297,6 +314,12 @@ class EcgBeats:
     detector: str
     baseline: np.ndarray | None = None
     notes: list = field(default_factory=list)
+    detected: np.ndarray | None = None
+    artefact: np.ndarray | None = None
+
+    def amplitude_peaks(self) -> np.ndarray:
+        """The detected R peaks (samples at the channel's rate): where beat amplitudes are read."""
+        return self.r_peaks if self.detected is None else self.detected
 
 
 class _SignedSpill:
@@ -411,11 +434,18 @@ def ecg_beats(ch, st, *, path: str | None = None, grid_fs: float | None = None, 
         beg, end, peak, ends = _candidate_arrays(got[sign], ends_seen)
         # nk.ecg_peaks(..., correct_artifacts=True) with each detector in turn, until one finds enough beats
         usable_s = st.usable_s
-        peaks, detector = _corrected(_select_neurokit(beg, end, peak, ends, fs_c), fs_c), "neurokit"
+        found, detector = _select_neurokit(beg, end, peak, ends, fs_c), "neurokit"
+        peaks = _corrected(found, fs_c)
         if not enough_beats(peaks.size, usable_s):
             detector = "pantompkins1985"
-            peaks = _corrected(_pantompkins(spill, n_c, fs_c, float(sign), block, margin, cancel), fs_c)
+            found = _pantompkins(spill, n_c, fs_c, float(sign), block, margin, cancel)
+            peaks = _corrected(found, fs_c)
         r_peaks = np.round(peaks * fs / fs_c).astype(int)
+        # the R waves themselves, for the beat amplitudes: detected beats, those Kubios marks left out
+        artefact = artefact_beats(found, fs_c)
+        if detector == "pantompkins1985":
+            found = _at_r_waves(spill, np.asarray(found), fs_c, float(sign))
+        detected = np.round(np.asarray(found) * fs / fs_c).astype(int)
         if not enough_beats(r_peaks.size, usable_s):
             raise InputError(f"no ECG R-peaks found ({r_peaks.size} in {usable_s / 60:.1f} min of signal): "
                              "is this channel the right kind?", path)
@@ -428,7 +458,22 @@ def ecg_beats(ch, st, *, path: str | None = None, grid_fs: float | None = None, 
         if sign < 0:
             baseline = -baseline
     notes = [spill.note] if spill.note else []
-    return EcgBeats(r_peaks, _SignedSpill(spill, float(sign)), fs_c, sign < 0, detector, baseline, notes)
+    return EcgBeats(r_peaks, _SignedSpill(spill, float(sign)), fs_c, sign < 0, detector, baseline, notes,
+                    detected, artefact)
+
+
+#: Pan-Tompkins' beats are the peaks of a 0.12-s trailing moving integral: its R wave lies this long (s) before
+PT_WINDOW_S = 0.12
+
+
+def _at_r_waves(spill: Spill, peaks: np.ndarray, fs: float, sign: float) -> np.ndarray:
+    """Pan-Tompkins' beats moved to their R waves: the highest sample of the (signed) cleaned ECG in the
+    :data:`PT_WINDOW_S` before each (the moving integral peaks after the QRS complex, near the baseline)."""
+    if not peaks.size:
+        return peaks
+    offs = np.arange(-int(round(PT_WINDOW_S * fs)), 1)
+    rows = np.clip(peaks[:, None] + offs[None, :], 0, spill.n - 1)
+    return rows[np.arange(peaks.size), np.argmax(sign * spill.take(rows), axis=1)]
 
 
 def _grid_range(c0: int, c1: int, n_c: int, n_out: int) -> tuple[int, int]:

@@ -54,6 +54,41 @@ def fixpeaks_kubios(peaks: np.ndarray, sampling_rate: float) -> np.ndarray:
     return clean
 
 
+def artefact_beats(peaks: np.ndarray, sampling_rate: float) -> np.ndarray:
+    """The beats among ``peaks`` that Kubios' classification marks as not a normal beat, as a mask.
+
+    Lipponen & Tarvainen's classification of the detected beats (:func:`_find_artifacts`, the
+    first pass of :func:`fixpeaks_kubios`): an *extra* detection (a T wave or noise between two
+    beats), a beat with a *long or short* interval, and an *ectopic* beat: NeuroKit2 reports the
+    interval pattern of a premature beat and its compensatory pause at the beat that *ends* the
+    pause, so the premature beat is the one before it (on a simulated ECG with premature
+    ventricular complexes this marks the complexes, tests/test_beats.py). A beat after a *missed*
+    one is a real R wave and is not marked (its interval is wrong, not the beat).
+
+    Parameters
+    ----------
+    peaks : numpy.ndarray of int, shape (n,)
+        Detected peak sample indices, increasing.
+    sampling_rate : float
+        Their rate (Hz).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n,)
+    """
+    peaks = np.asarray(peaks)
+    out = np.zeros(peaks.size, bool)
+    if peaks.size < 3:
+        return out
+    a = _find_artifacts(peaks, sampling_rate)
+    ectopic = np.asarray(a["ectopic"], dtype=int)
+    out[ectopic[ectopic > 0] - 1] = True
+    for kind in ("extra", "longshort"):
+        if a[kind]:
+            out[np.asarray(a[kind], dtype=int)] = True
+    return out
+
+
 def _correct(artifacts: dict[str, list[int]], peaks: np.ndarray) -> np.ndarray:
     """NeuroKit2's ``_correct_artifacts``: the same steps, the same arithmetic (tests/test_kubios.py).
 

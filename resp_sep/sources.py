@@ -198,8 +198,13 @@ class SignalContext:
                                                tick=self.tick))
 
     def r_peaks(self) -> np.ndarray:
-        """R-peak sample indices at ``fs`` (:func:`resp_sep.beats.ecg_beats`)."""
+        """R-peak sample indices at ``fs``, artefact-corrected: the beat intervals (:func:`resp_sep.beats.ecg_beats`)."""
         return self._beats().r_peaks
+
+    def r_waves(self) -> np.ndarray:
+        """Detected R-peak sample indices at ``fs``, uncorrected: where beat amplitudes are read
+        (:meth:`resp_sep.beats.EcgBeats.amplitude_peaks`)."""
+        return self._beats().amplitude_peaks()
 
     def clean_ecg(self) -> tuple[object, float]:
         """The cleaned ECG (read by ranges: ``clean.take(rows)``, ``clean.n``) and its rate (Hz)."""
@@ -452,10 +457,17 @@ BEAT_CHUNK = 8192
 
 
 def _beat_values(ctx: SignalContext, lo_s: float, hi_s: float, fn: Callable[[np.ndarray, float], np.ndarray]) -> np.ndarray:
-    """``fn(rows, fs_c)`` of the cleaned ECG around every R peak, from ``lo_s`` to ``hi_s`` (s), rows of shape
-    (beats, samples), :data:`BEAT_CHUNK` beats at a time; one value per beat."""
+    """``fn(rows, fs_c)`` of the cleaned ECG around every R wave (:meth:`SignalContext.r_waves`), from ``lo_s``
+    to ``hi_s`` (s), rows of shape (beats, samples), :data:`BEAT_CHUNK` beats at a time; one value per beat.
+
+    Amplitudes are read where the R waves were detected, never at artefact-corrected positions: Kubios'
+    correction moves a beat next to an ectopic one to the middle of its neighbours and inserts missed
+    ones, where the ECG is near its baseline, and each read as a deep dip (intervals are another
+    matter: the heart-rate sources use the corrected beats). The beats Kubios marks are kept:
+    leaving them out was no better on the development recordings (docs/method.md).
+    """
     clean, fs_c = ctx.clean_ecg()
-    peaks = ctx.r_peaks()
+    peaks = ctx.r_waves()
     idx = np.round(peaks * fs_c / ctx.fs).astype(int)
     offs = np.arange(int(round(lo_s * fs_c)), int(round(hi_s * fs_c)) + 1)
     parts = [fn(clean.take(np.clip(idx[a:a + BEAT_CHUNK, None] + offs[None, :], 0, clean.n - 1)), fs_c)
@@ -464,8 +476,9 @@ def _beat_values(ctx: SignalContext, lo_s: float, hi_s: float, fn: Callable[[np.
 
 
 def _per_beat(ctx: SignalContext, values: np.ndarray) -> np.ndarray:
-    """One value per R peak, interpolated onto the grid and band-passed to :data:`RESP_BAND`."""
-    return _bandpass(_beat_series(ctx.r_peaks() / ctx.fs, values, ctx.n_grid), GRID_FS)
+    """One value per R wave (:meth:`SignalContext.r_waves`), interpolated onto the grid and band-passed to
+    :data:`RESP_BAND`."""
+    return _bandpass(_beat_series(ctx.r_waves() / ctx.fs, values, ctx.n_grid), GRID_FS)
 
 
 @register("ecg_r_amplitude", "ecg", "R-wave amplitude (EDR)", family="ecg_amplitude")

@@ -29,7 +29,7 @@ def nights(tmp_path_factory):
 # ----------------------------------------------------------------------- NeuroKit2 on the whole signal
 
 
-def nk_r_peaks(x: np.ndarray, fs: float, method: str = "neurokit") -> np.ndarray:
+def nk_r_peaks(x: np.ndarray, fs: float, method: str = "neurokit", correct: bool = True) -> np.ndarray:
     """The oracle: NeuroKit2's own cleaning and detector on the whole (bridged) ECG, as respsep used to run it."""
     import neurokit2 as nk
     from scipy.signal import resample_poly
@@ -46,7 +46,7 @@ def nk_r_peaks(x: np.ndarray, fs: float, method: str = "neurokit") -> np.ndarray
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clean = nk.ecg_clean(x, sampling_rate=fs_c)
-        _, info = nk.ecg_peaks(clean, sampling_rate=fs_c, method=method, correct_artifacts=True)
+        _, info = nk.ecg_peaks(clean, sampling_rate=fs_c, method=method, correct_artifacts=correct)
     return np.round(np.asarray(info["ECG_R_Peaks"]) * fs / fs_c).astype(int)
 
 
@@ -85,6 +85,7 @@ def test_blocks_give_neurokit2s_beats(nights, block_s):
         ctx = _ctx(path, "ecg", block_s)
         r = ctx.r_peaks()
         np.testing.assert_array_equal(r, nk_r_peaks(ecg.read(), ecg.fs))
+        np.testing.assert_array_equal(ctx.r_waves(), nk_r_peaks(ecg.read(), ecg.fs, correct=False))
         assert not ctx._beats().inverted
         if block_s < 1e9:  # beats near block boundaries are there too
             t = r / ctx.fs
@@ -154,6 +155,105 @@ def test_pantompkins_block_by_block_equals_neurokit2():
         got = beats._pantompkins(sp, clean.size, 250.0, 1.0, block, margin)
         np.testing.assert_array_equal(got, want)
     sp.close()
+
+
+def test_pantompkins_beats_are_moved_to_their_r_waves():
+    """Pan-Tompkins' beats (peaks of a trailing moving integral, ~40 ms after the R wave) are read at the R waves."""
+    import neurokit2 as nk
+
+    from resp_sep.simulate import simulate
+
+    from resp_sep.filters import ecg_clean
+
+    sim = simulate(duration_s=120, fs=250.0, seed=1, artefacts=False)
+
+    clean = ecg_clean(sim.ecg.astype(float), 250.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pt = np.asarray(nk.ecg_findpeaks(clean, sampling_rate=250.0, method="pantompkins1985")["ECG_R_Peaks"])
+    true = np.round(sim.r_peaks_s * 250.0).astype(int)
+
+    def lag(p):
+        return np.array([p[np.argmin(np.abs(p - t))] - t for t in true[2:-2]])
+
+    assert np.median(np.abs(lag(pt))) >= 5  # 20 ms and more after the R wave, where the ECG is near its baseline
+    sp = chunks.Spill()
+    sp.append(clean)
+    at = beats._at_r_waves(sp, pt, 250.0, 1.0)
+    sp.close()
+    assert np.abs(lag(at)).max() <= 2
+    assert clean[at[1:-1]].min() > 0.5 * np.median(clean[true])
+
+
+def ectopic_ecg(fs: float = 250.0, duration_s: float = 300.0, every: int = 15, seed: int = 0):
+    """An ECG whose R waves follow breathing (15 breaths/min, +-30 %), with a premature ventricular complex
+    (wide, upright, at 55 % of the interval) instead of every ``every``-th sinus beat and a compensatory pause.
+
+    Returns ecg, fs, the beat times (s), which are ectopic (bool) and the breathing at 10 Hz.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(duration_s * fs)) / fs
+    times, ectopic = [], []
+    b, k = 0.5, 0
+    while b < duration_s - 1.5:
+        rr = 0.8 + 0.01 * rng.standard_normal()
+        k += 1
+        if k % every == 0:
+            times.append(b + 0.55 * rr)
+            ectopic.append(True)
+            b += 2 * rr
+        else:
+            b += rr
+        times.append(b)
+        ectopic.append(False)
+    times, ectopic = np.array(times), np.array(ectopic)
+    ecg = 0.01 * rng.standard_normal(t.size)
+    for bt, ect in zip(times, ectopic):
+        sl = slice(int((bt - 0.4) * fs), int((bt + 0.6) * fs))
+        u = t[sl] - bt
+        if ect:
+            ecg[sl] += 1.3 * np.exp(-0.5 * (u / 0.04) ** 2) - 0.5 * np.exp(-0.5 * ((u - 0.3) / 0.06) ** 2)
+        else:
+            m = 1 + 0.3 * np.sin(2 * np.pi * 0.25 * bt)
+            ecg[sl] += (m * (np.exp(-0.5 * (u / 0.012) ** 2) - 0.15 * np.exp(-0.5 * ((u - 0.03) / 0.01) ** 2)
+                             - 0.1 * np.exp(-0.5 * ((u + 0.03) / 0.01) ** 2))
+                        + 0.25 * np.exp(-0.5 * ((u - 0.25) / 0.04) ** 2))
+    return ecg, fs, times, ectopic, np.sin(2 * np.pi * 0.25 * np.arange(int(duration_s * 10)) / 10)
+
+
+def test_amplitudes_are_read_at_the_r_waves_of_an_ectopic_ecg(monkeypatch):
+    """Intervals from the corrected beats, amplitudes where the R waves are.
+
+    Kubios' correction moves the ectopic complex and the beat after it to the middle of their
+    neighbours, where the ECG is near its baseline: R amplitude read there dips at every ectopic
+    beat. The amplitude sources read the detected R waves instead.
+    """
+    from resp_sep.sources import compute_source
+
+    ecg, fs, times, ectopic, breathing = ectopic_ecg()
+    ctx = SignalContext(ecg, fs, "ecg")
+    waves, corrected = ctx.r_waves(), ctx.r_peaks()
+
+    def off(p):  # distance (s) to the nearest beat of the ECG
+        return np.abs(times[None, :] - p[:, None] / fs).min(axis=1)
+
+    assert waves.size == times.size and off(waves).max() < 0.01
+    assert (off(corrected) > 0.02).sum() >= ectopic.sum()  # correction moved beats off the R waves
+    b = ctx._beats()
+    hit = np.abs(times[None, :] - waves[:, None] / fs).argmin(axis=1)
+    np.testing.assert_array_equal(b.artefact, ectopic[hit])  # Kubios marks the ectopic complexes, only them
+    clean, fs_c = ctx.clean_ecg()
+    at = clean.take(np.round(waves * fs_c / fs).astype(int)[:, None])[:, 0]
+    moved = clean.take(np.round(corrected * fs_c / fs).astype(int)[:, None])[:, 0]
+    assert at.min() > 0.5 * np.median(at)
+    assert (moved < 0.2 * np.median(at)).sum() >= ectopic.sum()  # what the amplitude sources used to read
+    mid = slice(100, -100)
+    for name in ("ecg_r_amplitude", "ecg_rs_amplitude", "ecg_qrs_area"):
+        r_new = abs(np.corrcoef(compute_source(name, ctx).wave[mid], breathing[mid])[0, 1])
+        old = SignalContext(ecg, fs, "ecg")
+        monkeypatch.setattr(old, "r_waves", old.r_peaks)  # amplitudes at the corrected beats
+        r_old = abs(np.corrcoef(compute_source(name, old).wave[mid], breathing[mid])[0, 1])
+        assert r_new > 0.8 and r_new > r_old + 0.1, (name, r_new, r_old)
 
 
 def test_most_prominent_peak_equals_scipy_loop():
