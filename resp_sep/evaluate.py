@@ -203,20 +203,10 @@ def window_confidence(fusion, rates: RateWindows) -> tuple[np.ndarray, np.ndarra
     Returns
     -------
     confidence : numpy.ndarray, shape (n_windows,)
-        0-1 (:meth:`~resp_sep.fusion.FusionResult.window_summary`); 0 where the window has no rate.
+        0-1 (:meth:`~resp_sep.fusion.FusionResult.rate_windows`); 0 where the window has no rate.
     flag : numpy.ndarray of str, shape (n_windows,)
     """
-    from resp_sep.outputs import _flag_with_sources
-
-    conf = np.zeros(len(rates.bpm))
-    flag = np.full(len(rates.bpm), "no_source", dtype=object)
-    for k in range(len(rates.bpm)):
-        a, e = float(rates.start_s[k]), float(rates.end_s[k])
-        s = fusion.window_summary(a, e)
-        if np.isfinite(rates.bpm[k]):
-            conf[k] = s["confidence"]
-        flag[k] = _flag_with_sources(fusion, a, e, s["flag"])
-    return conf, flag.astype(str)
+    return fusion.rate_windows(rates.start_s, rates.end_s, rates.quality, np.isfinite(rates.bpm))
 
 
 def method_waves(rec, *, method: str = "fusion", signal: str = "auto", baselines: bool = False,

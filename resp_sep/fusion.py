@@ -40,6 +40,14 @@ a respiration signal any breath detector can read, and the rate follows from it:
    ``f_c``, times the concentration of the fused waveform. Windows whose two best sources disagree
    (both above :data:`GOOD_QUALITY`, frequencies apart beyond tolerance) are flagged
    ``disagree``; windows with confidence below :data:`LOW_CONFIDENCE` are ``low_confidence``.
+9. **Rate windows** (what ``--rates`` reports, :meth:`FusionResult.rate_windows`): a rate
+   window's confidence is the overlap-weighted mean confidence of its analysis windows times the
+   rate's own quality (how cleanly its breaths could be counted, :mod:`resp_sep.rate`): the
+   sources must agree *and* the fused breaths be countable. A window below
+   :data:`LOW_RATE_CONFIDENCE` is flagged, as ``disagree`` when most of its analysis windows had two
+   good sources disagreeing, else ``low_confidence``; the others are ``ok``. On the development
+   recordings the product predicts the error better than either factor, and the threshold flags
+   the windows more than 2 breaths/min off best (docs/method.md).
 """
 
 from __future__ import annotations
@@ -59,8 +67,12 @@ POWER = 2.0
 MAX_LAG_S = 3.0
 #: two sources above this quality that disagree make a window "disagree".
 GOOD_QUALITY = 0.5
-#: windows whose confidence is below this are "low_confidence".
+#: analysis windows whose confidence is below this are "low_confidence".
 LOW_CONFIDENCE = 0.3
+#: rate windows whose confidence (agreement x concentration x rate quality) is below this are flagged: the
+#: threshold that best separates the development windows more than 2 breaths/min off (MARSH and CinC pooled:
+#: 73 % of them flagged, 12 % of the others; docs/method.md)
+LOW_RATE_CONFIDENCE = 0.35
 #: the recording's main source stays the alignment anchor of a window while its weight is at least
 #: this share of the window's heaviest source.
 ANCHOR_SHARE = 0.25
@@ -140,6 +152,49 @@ class FusionResult:
         worst = max(flags, key=FLAGS.index)
         return {"confidence": float((self.confidence * w).sum()), "flag": str(worst),
                 "weights": {n: float(v) for n, v in zip(self.names, weights) if v > 0}}
+
+    def rate_windows(self, start_s: np.ndarray, end_s: np.ndarray, quality: np.ndarray,
+                     scored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Confidence and flag of rate windows (module docstring, step 9), as ``--rates`` reports them.
+
+        Parameters
+        ----------
+        start_s, end_s : numpy.ndarray, shape (n_rate_windows,)
+            Rate windows (s).
+        quality : numpy.ndarray, shape (n_rate_windows,)
+            Each window's rate quality (0-1, :attr:`resp_sep.rate.RateWindows.quality`).
+        scored : numpy.ndarray of bool, shape (n_rate_windows,)
+            Windows with a rate.
+
+        Returns
+        -------
+        confidence : numpy.ndarray, shape (n_rate_windows,)
+            0-1; 0 where there is no rate.
+        flag : numpy.ndarray of str, shape (n_rate_windows,)
+            ``ok``, ``low_confidence`` or ``disagree``; ``no_source`` where no analysis window
+            overlapping it had a source.
+        """
+        n = len(start_s)
+        conf = np.zeros(n)
+        flag = np.full(n, "no_source", dtype=object)
+        fl = np.asarray(self.flag)
+        for k in range(n):
+            ov = np.clip(np.minimum(self.end_s, end_s[k]) - np.maximum(self.start_s, start_s[k]), 0, None)
+            if not ov.any():
+                continue
+            if scored[k]:
+                conf[k] = float((self.confidence * ov).sum() / ov.sum()) * float(quality[k])
+            sourced = (ov > 0) & (fl != "no_source")
+            if not sourced.any():
+                continue
+            if conf[k] >= LOW_RATE_CONFIDENCE:
+                flag[k] = "ok"
+            else:
+                # a rate that reaches into a gap is judged by the part with sources (its confidence is
+                # lowered by the gap, whose windows count 0)
+                dis = (ov * (fl == "disagree")).sum() / (ov * sourced).sum()
+                flag[k] = "disagree" if dis >= 0.5 else "low_confidence"
+        return conf, flag.astype(str)
 
 
 def window_starts(n: int, length: int, hop: int) -> np.ndarray:

@@ -15,8 +15,10 @@ rates (:data:`RATE_COLUMNS`)
     sleep epochs): ``breaths_per_min`` (empty where the window has no rate), ``quality`` (0-1,
     how cleanly the breaths of the window could be counted: coverage, regularity, amplitude;
     :mod:`resp_sep.rate`), ``confidence`` (0-1, how far the respiratory sources agree on the
-    rate: the fusion's agreement x concentration, :mod:`resp_sep.fusion`; 0 where there is no
-    rate), ``flag`` (``ok``, ``low_confidence``, ``disagree``; or why there is no rate:
+    rate, times that quality: the fusion's agreement x concentration x quality,
+    :meth:`resp_sep.fusion.FusionResult.rate_windows`; 0 where there is no rate; the windows
+    that are more than 2 breaths/min off are the low ones), ``flag`` (``ok``; ``low_confidence`` or
+    ``disagree``, confidence below :data:`resp_sep.fusion.LOW_RATE_CONFIDENCE`; or why there is no rate:
     ``too_few_breaths``, ``poor_quality``, ``flat``, ``nan``) and ``sources`` (the contributing
     sources with their weights). Only whole windows are made: a tail shorter than a window has no
     row (as sleep scorers drop a last partial epoch).
@@ -130,13 +132,15 @@ def rate_table(resp, window_s: float = 60.0):
     rates : RateWindows
         :func:`resp_sep.rate.breathing_rate` of the fused waveform (breath events included).
     rows : list of dict
-        One per window with the keys of :data:`RATE_COLUMNS` (module docstring); ``flag`` is the
-        fusion's (``ok``, ``low_confidence``, ``disagree``) where there is a rate, the rate's
-        reason otherwise, and ``confidence`` is 0 there.
+        One per window with the keys of :data:`RATE_COLUMNS` (module docstring); ``confidence``
+        and ``flag`` (``ok``, ``low_confidence``, ``disagree``) are the fusion's
+        (:meth:`~resp_sep.fusion.FusionResult.rate_windows`) where there is a rate; elsewhere
+        ``flag`` is the rate's reason and ``confidence`` is 0.
     """
     from resp_sep.rate import breathing_rate
 
     r = breathing_rate(resp.wave, resp.fs, window_s=window_s, duration_s=resp.duration_s or None)
+    conf, flag = resp.fusion.rate_windows(r.start_s, r.end_s, r.quality, np.isfinite(r.bpm))
     rows = []
     for k in range(len(r)):
         a, e = float(r.start_s[k]), float(r.end_s[k])
@@ -144,26 +148,10 @@ def rate_table(resp, window_s: float = 60.0):
         scored = bool(np.isfinite(r.bpm[k]))
         w = sorted(((v, n) for n, v in s["weights"].items() if v >= MIN_SHOWN_WEIGHT), reverse=True)
         rows.append({"start_s": a, "end_s": e, "breaths_per_min": float(r.bpm[k]),
-                     "quality": float(r.quality[k]), "confidence": s["confidence"] if scored else 0.0,
-                     "flag": _flag_with_sources(resp.fusion, a, e, s["flag"]) if scored else str(r.flag[k]),
+                     "quality": float(r.quality[k]), "confidence": float(conf[k]),
+                     "flag": str(flag[k]) if scored else str(r.flag[k]),
                      "sources": ";".join(f"{n}:{v:.2f}" for v, n in w)})
     return r, rows
-
-
-def _flag_with_sources(fusion, start_s: float, end_s: float, worst: str) -> str:
-    """The worst fusion flag over the analysis windows of [start_s, end_s) that had a source.
-
-    A window with a rate that reaches into a stretch without any source (a gap) got its rate from
-    the rest: it is flagged by the part that has sources (its confidence, an overlap-weighted mean
-    with 0 for the gap, is lowered by the part that has none).
-    """
-    from resp_sep.fusion import FLAGS
-
-    if worst != "no_source":
-        return worst
-    ov = np.minimum(fusion.end_s, end_s) - np.maximum(fusion.start_s, start_s)
-    flags = [str(f) for f in np.asarray(fusion.flag)[ov > 0] if f != "no_source"]
-    return max(flags, key=FLAGS.index) if flags else worst
 
 
 def breath_table(rates, rows: list[dict], resp, window_s: float) -> dict[str, np.ndarray]:

@@ -199,3 +199,36 @@ def test_vectorised_windows_equal_the_window_loop(monkeypatch):
         for k in ("wave", "confidence", "sign", "lag_s", "weights"):
             np.testing.assert_array_equal(getattr(a, k), getattr(b, k), err_msg=k)
         assert (a.flag == b.flag).all()
+
+
+def test_rate_windows_confidence_and_flags():
+    """A rate window's confidence: its analysis windows' confidence x the rate's quality; flagged below the threshold."""
+    from resp_sep.fusion import LOW_RATE_CONFIDENCE
+
+    x = breathing(600, seed=9)
+    good = fuse({"a": x, "b": breathing(600, seed=10)}, FS)  # two sources that agree
+    starts = np.arange(10) * 60.0
+    q = np.ones(10)
+    scored = np.ones(10, bool)
+    conf, flag = good.rate_windows(starts, starts + 60, q, scored)
+    assert (conf > LOW_RATE_CONFIDENCE).all() and (flag == "ok").all()
+    np.testing.assert_allclose(conf[3], good.window_summary(180, 240)["confidence"])
+    # the rate's quality scales it; a window without a rate has confidence 0
+    q2 = q.copy()
+    q2[4] = 0.3
+    scored[7] = False
+    conf2, flag2 = good.rate_windows(starts, starts + 60, q2, scored)
+    assert conf2[4] == conf[4] * 0.3 and flag2[4] == "low_confidence" and conf2[7] == 0.0
+    # two good sources at different rates: half the evidence agrees (0.5); with breaths that count less
+    # cleanly than perfect, flagged, and named for the disagreement, where agreeing sources are not
+    bad = fuse({"a": x, "b": breathing(600, bpm=24.0, seed=11)}, FS)
+    conf3, flag3 = bad.rate_windows(starts, starts + 60, 0.6 * q, np.ones(10, bool))
+    assert (conf3 < LOW_RATE_CONFIDENCE).all() and (flag3 == "disagree").all()
+    assert (good.rate_windows(starts, starts + 60, 0.6 * q, np.ones(10, bool))[1] == "ok").all()
+    # no source at all: no_source; a rate reaching into a gap is judged by the part with sources
+    y = x.copy()
+    y[2000:3200] = np.nan
+    gap = fuse({"a": y}, FS)
+    conf4, flag4 = gap.rate_windows(starts, starts + 60, q, np.ones(10, bool))
+    assert flag4[4] == "no_source" and flag4[0] == "ok"
+    assert flag4[3] in ("ok", "low_confidence") and conf4[3] < conf4[0]
