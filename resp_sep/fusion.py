@@ -190,7 +190,7 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
     starts = window_starts(n, length, hop)
     n_win = starts.size
 
-    spectra = list(ordered_map(lambda i: window_spectra(X.row(i), fs, starts, length), range(n_src)))
+    spectra = list(ordered_map(lambda i: window_spectra(X[i], fs, starts, length), range(n_src)))  # windows normalised as read
     quality = np.stack([s.concentration for s in spectra], axis=1)  # (W, S)
     peak = np.stack([s.peak_hz for s in spectra], axis=1)
     base = np.where(np.isfinite(peak), quality ** power, 0.0)
@@ -533,6 +533,10 @@ class _Row:
         self.X, self.i, self.size = X, i, X.shape[1]
 
     def __getitem__(self, idx) -> np.ndarray:
+        return self.X.take(self.i, idx)
+
+    def take(self, idx) -> np.ndarray:
+        """Normalised values at ``idx`` (what ``row[idx]`` gives)."""
         return self.X.take(self.i, idx)
 
     def __array__(self, dtype=None, copy=None):

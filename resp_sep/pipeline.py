@@ -28,8 +28,8 @@ import numpy as np
 
 from resp_sep.chunks import check
 from resp_sep.errors import InputError, RespSepError
-from resp_sep.sources import (GRID_FS, SOURCES, SignalContext, compute_sources, fit_length, source_families,
-                               source_names)
+from resp_sep.sources import (GRID_FS, SOURCES, SignalContext, SourceOutput, compute_sources, fit_length,
+                               source_families, source_names)
 
 METHOD_FUSION = "fusion"
 METHOD_SEPARATOR = "separator"
@@ -174,6 +174,9 @@ class ExtractOptions:
     block_s: float = 1200.0
     #: torch CPU threads when a separator is loaded (0: torch's default)
     threads: int = 0
+    #: keep every source's 10-Hz waveform in the result (``Respiration.sources``); False frees them after
+    #: the fusion (a batch run that draws no figure: 14 MB per source over 48 h)
+    keep_sources: bool = True
 
     def __post_init__(self):
         if isinstance(self.model, str):
@@ -282,6 +285,7 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     from resp_sep.io import Recording, read_recording
     from resp_sep.parallel import release_memory
 
+    _warm_imports()
     rec = rec if isinstance(rec, Recording) else read_recording(rec)
     path = str(rec.path)
     avail = available_inputs(rec, opts.channel)
@@ -331,10 +335,44 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     waves = {k: fit_length(o.wave, n, fill=np.nan) for k, o in outputs.items()}
     release_memory()  # the passes' temporaries, before fusion allocates its own
     fused = fuse(waves, GRID_FS, families=source_families(waves))
+    used = {k: separators[k] for k in separators if f"separator_{k}" in outputs}
+    if not opts.keep_sources:
+        del waves
+        outputs = {k: SourceOutput(o.name, o.kind, np.zeros(0), o.fs) for k, o in outputs.items()}
     release_memory()
     meter.finish()
-    return Respiration(fused.wave, GRID_FS, opts.method, outputs, failures, fused, channels, notes, dur,
-                       {k: separators[k] for k in separators if f"separator_{k}" in outputs})
+    return Respiration(fused.wave, GRID_FS, opts.method, outputs, failures, fused, channels, notes, dur, used)
+
+
+def _warm_imports() -> None:
+    """Import SciPy's signal, ndimage and interpolate modules in a background thread, once.
+
+    ``import scipy.signal`` alone takes about a second of one core (SciPy 1.17); the first block of
+    every input needs it, but the reading pass before does not. Started here, the import runs
+    while the inputs are read instead of after (Python's import lock makes a thread that needs a
+    module wait for it to finish: nothing is used half-imported).
+    """
+    import sys
+    import threading
+
+    wanted = ("scipy.signal", "scipy.ndimage", "scipy.interpolate")
+    if all(m in sys.modules for m in wanted) or _WARM.get("started"):
+        return
+    _WARM["started"] = True
+
+    def run():
+        import importlib
+
+        for m in wanted:
+            try:
+                importlib.import_module(m)
+            except Exception:  # noqa: BLE001 - the code that needs it raises the error where it is used
+                return
+
+    threading.Thread(target=run, name="respsep-imports", daemon=True).start()
+
+
+_WARM: dict = {}
 
 
 #: progress units of a whole extraction (``progress(done, PROGRESS_UNIT)``)
