@@ -3,13 +3,14 @@
 What a sleep lab or a Holter user feels is the whole process: start-up (imports), reading the
 recording, extraction, writing the output, and its peak memory. This script measures exactly that:
 
-1. It builds PSG-like EDF recordings of ``--hours`` (default 8 and 24 h) from the real MARSH
-   recordings in ``../shared/data/marsh-edf``: the ECG, PPG (Pleth), thoracic and nasal channels
-   of all 21 subjects, resampled to 256 Hz, concatenated and tiled to the length, plus 8 more
-   channels (EEG/EOG/EMG/legs, filled with shifted copies of the same signals) - 12 channels at
-   256 Hz in 1-s data records, so that reading only the channel that is used matters (an 8-h file
-   is 177 MB, a 24-h file 531 MB). Built once, cached in ``$RESPSEP_BENCH_CACHE``
-   (default ``/tmp/respsep-bench``).
+1. It builds PSG-like nights of ``--hours`` (default 8 and 24 h) of several kinds
+   (``--nights``, default all three; ``benchmarks/nights.py``): ``marsh``, the real MARSH recordings
+   of ``../shared/data/marsh-edf`` (ECG, PPG, thoracic and nasal channels of all 21 subjects at
+   256 Hz, concatenated and tiled); ``sim``, respsep's own simulated night; ``noisy``, a simulated
+   night with three times the noise, many artefacts and ectopic beats. Each has 12 channels at
+   256 Hz in 1-s data records (8 EEG/EOG/EMG/leg fillers), so that reading only the channels used
+   matters (8 h: 177 MB as EDF). ``--formats`` also writes the simulated nights as BDF or WFDB.
+   Built once, cached in ``$RESPSEP_BENCH_CACHE`` (default ``/tmp/respsep-bench``).
 2. For each repeat it runs, as fresh child processes one after the other (paired run by run):
    the NeuroKit2 pipeline (``benchmarks/nk_edr_pipeline.py``: pyedflib read of the ECG ->
    ``ecg_clean`` -> ``ecg_peaks`` -> ``ecg_rate`` -> ``ecg_rsp`` -> CSV of the same 25-Hz rows),
@@ -27,7 +28,8 @@ the default is benchmarked and labelled ``separator`` (other methods are skipped
 Run from the repository root (the virtual environment's python, so that ``respsep`` is its
 console script)::
 
-    python benchmarks/bench_cli.py                           # 8 and 24 h, 3 repeats, 2 threads
+    python benchmarks/bench_cli.py                           # 3 nights x 8 and 24 h, 3 repeats, 2 threads
+    python benchmarks/bench_cli.py --nights sim --formats edf,bdf,wfdb --hours 8 --methods default
     python benchmarks/bench_cli.py --hours 8 --repeats 5
     python benchmarks/bench_cli.py --methods default,separator,ecg_r_amplitude
     python benchmarks/bench_cli.py --quick                   # 1 h, 1 repeat (smoke run)
@@ -231,6 +233,8 @@ def startup(edf: Path, repeats: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hours", type=float, nargs="+", default=[8, 24], help="recording lengths (default 8 24)")
+    ap.add_argument("--nights", default="marsh,sim,noisy", help="kinds of night (default marsh,sim,noisy)")
+    ap.add_argument("--formats", default="edf", help="formats of the simulated nights: edf,bdf,wfdb (default edf)")
     ap.add_argument("--repeats", type=int, default=3, help="paired runs per length (median; default 3)")
     ap.add_argument("--methods", default="default,separator,ecg_r_amplitude",
                     help="comma-separated: 'default' (no --method flag) and/or --method names "
@@ -244,22 +248,30 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.quick:
         a.hours, a.repeats, a.startup_repeats = [1.0], 1, 1
+    import nights as N
     exe = respsep_exe()
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     if not has_method_option():
         print("note: this respsep has no --method option yet: benchmarking its default as 'separator'")
         methods = ["separator(default)"]
-    paths = {h: build_psg(h) for h in a.hours}
+    kinds = [k.strip() for k in a.nights.split(",") if k.strip()]
+    formats = [f.strip() for f in a.formats.split(",") if f.strip()]
+    paths = {}  # (night label, hours) -> file
+    for kind in kinds:
+        for fmt in (["edf"] if kind == "marsh" else formats):
+            for h in a.hours:
+                paths[(f"{kind}" + ("" if fmt == "edf" else f" {fmt}"), h)] = N.build_night(kind, h, fmt)
+    nights = list(dict.fromkeys(k for k, _ in paths))
     load_before = C.load_average()
     print(f"machine: {C.cpu_name()}, {os.cpu_count()} cores, load average {load_before}", flush=True)
     results: dict = {"startup": [], "runs": []}
     if not a.no_startup:
         print("-> start-up", flush=True)
-        results["startup"] = startup(paths[a.hours[0]], a.startup_repeats)
+        results["startup"] = startup(next(iter(paths.values())), a.startup_repeats)
     env = os.environ.copy()
     with tempfile.TemporaryDirectory(prefix="respsep-bench-cli-") as tmp:
-        for h in a.hours:
-            edf = paths[h]
+        for night, h in paths:
+            edf = paths[(night, h)]
             for rep in range(a.repeats):
                 plan = ([] if a.no_neurokit else [("neurokit2", [sys.executable, str(NK_SCRIPT), str(edf),
                                                                  f"{tmp}/nk.csv"])])
@@ -271,19 +283,19 @@ def main(argv: list[str] | None = None) -> int:
                     plan.append((m, cmd))
                 for name, cmd in plan:
                     r = run_measured(cmd, env)
-                    r.update(hours=h, rep=rep, method=name, load=C.load_average())
+                    r.update(night=night, hours=h, rep=rep, method=name, load=C.load_average())
                     out_csv = Path(f"{tmp}/nk.csv" if name == "neurokit2" else f"{tmp}/r.csv")
                     if r["code"] == 0 and out_csv.exists():
                         with open(out_csv, "rb") as fh:
                             r["rows"] = sum(1 for _ in fh) - 1
                         out_csv.unlink()
-                    print(f"   {h:g} h #{rep + 1} {name}: {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU, "
+                    print(f"   {night} {h:g} h #{rep + 1} {name}: {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU, "
                           f"{r['rss_mb']:.0f} MB" + ("" if r["code"] == 0 else f" (exit {r['code']}: "
                                                      f"{r['log'].strip().splitlines()[-1][:100] if r['log'].strip() else ''})")
                           + f" (load {r['load']})", flush=True)
                     results["runs"].append(r)
     load_after = C.load_average()
-    _report(results, a, methods, load_before, load_after)
+    _report(results, a, methods, load_before, load_after, nights)
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "cpu": C.cpu_name(), "cores": os.cpu_count(),
                                             "load_before": load_before, "load_after": load_after, **results},
@@ -292,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _report(results: dict, a, methods: list[str], load_before: str, load_after: str) -> None:
+def _report(results: dict, a, methods: list[str], load_before: str, load_after: str, nights: list[str]) -> None:
     if results["startup"]:
         rows = [[s["name"], C.fmt(s["wall_s"]), C.fmt(s["cpu_s"]), C.fmt(s["rss_mb"]), "yes" if s["ok"] else "FAILED"]
                 for s in results["startup"]]
@@ -300,36 +312,41 @@ def _report(results: dict, a, methods: list[str], load_before: str, load_after: 
                       rows, f"median of {a.startup_repeats} runs each")
     rows = []
     runs = results["runs"]
-    for h in a.hours:
-        names = ([] if a.no_neurokit else ["neurokit2"]) + methods
-        for name in names:
-            rs = [r for r in runs if r["hours"] == h and r["method"] == name]
-            ok = [r for r in rs if r["code"] == 0]
-            if not ok:
-                rows.append([f"{h:g} h", name, "failed"] + [None] * 8)
-                continue
-            wall = statistics.median(r["wall_s"] for r in ok)
-            cpu = statistics.median(r["cpu_s"] for r in ok)
-            rss = statistics.median(r["rss_mb"] for r in ok)
-            ratio_w = ratio_r = None
-            if name != "neurokit2" and not a.no_neurokit:
-                pairs = [(r, next((b for b in runs if b["hours"] == h and b["rep"] == r["rep"]
-                                   and b["method"] == "neurokit2" and b["code"] == 0), None)) for r in ok]
-                pairs = [(r, b) for r, b in pairs if b]
-                if pairs:
-                    ratio_w = statistics.median(r["wall_s"] / b["wall_s"] for r, b in pairs)
-                    ratio_r = statistics.median(r["rss_mb"] / b["rss_mb"] for r, b in pairs)
-            base = [r for r in runs if r["hours"] == a.hours[0] and r["method"] == name and r["code"] == 0]
-            scale = (wall / statistics.median(r["wall_s"] for r in base)) if base and h != a.hours[0] else None
-            rows.append([f"{h:g} h", name, C.fmt(wall), C.fmt(min(r["wall_s"] for r in ok)), C.fmt(cpu),
-                         C.fmt(rss), C.fmt(ratio_w), C.fmt(ratio_r), C.fmt(scale),
-                         f"{len(ok)}/{len(rs)}", str(ok[0].get("rows", "-"))])
-    cap = (f"{PSG_FS}-Hz 12-channel PSG-like EDFs built from MARSH; respsep --threads {a.threads}; "
+    for night in nights:
+        for h in a.hours:
+            names = ([] if a.no_neurokit else ["neurokit2"]) + methods
+            for name in names:
+                rs = [r for r in runs if r["night"] == night and r["hours"] == h and r["method"] == name]
+                ok = [r for r in rs if r["code"] == 0]
+                if not rs:
+                    continue
+                if not ok:
+                    rows.append([night, f"{h:g} h", name, "failed"] + [None] * 8)
+                    continue
+                wall = statistics.median(r["wall_s"] for r in ok)
+                cpu = statistics.median(r["cpu_s"] for r in ok)
+                rss = statistics.median(r["rss_mb"] for r in ok)
+                ratio_w = ratio_c = ratio_r = None
+                if name != "neurokit2" and not a.no_neurokit:
+                    pairs = [(r, next((b for b in runs if b["night"] == night and b["hours"] == h and b["rep"] == r["rep"]
+                                       and b["method"] == "neurokit2" and b["code"] == 0), None)) for r in ok]
+                    pairs = [(r, b) for r, b in pairs if b]
+                    if pairs:
+                        ratio_w = statistics.median(r["wall_s"] / b["wall_s"] for r, b in pairs)
+                        ratio_c = statistics.median(r["cpu_s"] / b["cpu_s"] for r, b in pairs)
+                        ratio_r = statistics.median(r["rss_mb"] / b["rss_mb"] for r, b in pairs)
+                rows.append([night, f"{h:g} h", name, C.fmt(wall), C.fmt(min(r["wall_s"] for r in ok)), C.fmt(cpu),
+                             C.fmt(rss), C.fmt(ratio_w), C.fmt(ratio_c), C.fmt(ratio_r), f"{len(ok)}/{len(rs)}",
+                             str(ok[0].get("rows", "-"))])
+    cap = (f"{N_FS}-Hz 12-channel PSG-like nights (benchmarks/nights.py); respsep --threads {a.threads}; "
            f"median of {a.repeats} paired runs (ratios: median of per-run ratios to the NeuroKit2 run of the "
            f"same repeat). Load average before {load_before}, after {load_after} on {os.cpu_count()} cores.")
     C.print_table("Whole process: respsep extract vs the NeuroKit2 pipeline",
-                  ["record", "method", "wall s", "min s", "CPU s", "peak RSS MB", "x NK wall", "x NK RSS",
-                   f"x {a.hours[0]:g}-h wall", "ok", "rows"], rows, cap)
+                  ["night", "length", "method", "wall s", "min s", "CPU s", "peak RSS MB", "x NK wall", "x NK CPU",
+                   "x NK RSS", "ok", "rows"], rows, cap)
+
+
+N_FS = PSG_FS
 
 
 if __name__ == "__main__":

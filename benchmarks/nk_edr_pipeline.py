@@ -1,6 +1,6 @@
 """The heuristic peer of ``respsep extract``: NeuroKit2 ECG-derived respiration as a user writes it.
 
-Reads the ECG channel of an EDF with pyedflib, then ``nk.ecg_clean`` -> ``nk.ecg_peaks`` ->
+Reads the ECG channel of an EDF/BDF with pyedflib (a WFDB record with wfdb), then ``nk.ecg_clean`` -> ``nk.ecg_peaks`` ->
 ``nk.ecg_rate`` -> ``nk.ecg_rsp`` (all at the ECG's own rate, NeuroKit2's defaults), brings the
 respiration to 25 Hz (the rate of respsep's output, so both write the same number of rows) and
 writes ``time_s,resp`` with pandas (NeuroKit2 works in pandas already).
@@ -8,6 +8,7 @@ writes ``time_s,resp`` with pandas (NeuroKit2 works in pandas already).
 Used by ``benchmarks/bench_cli.py`` as a child process::
 
     python benchmarks/nk_edr_pipeline.py night.edf out.csv [--label ECG]
+    python benchmarks/nk_edr_pipeline.py night.hea out.csv
 """
 
 from __future__ import annotations
@@ -27,12 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     import neurokit2 as nk
     import numpy as np
     import pandas as pd
-    import pyedflib
 
-    with pyedflib.EdfReader(a.edf) as f:
-        i = [s.strip() for s in f.getSignalLabels()].index(a.label)
-        fs = float(f.getSampleFrequency(i))
-        ecg = f.readSignal(i)
+    if a.edf.lower().endswith(".hea"):
+        import wfdb
+
+        rec = wfdb.rdrecord(a.edf[:-4], channel_names=[a.label])
+        fs, ecg = float(rec.fs), rec.p_signal[:, 0]
+    else:
+        import pyedflib
+
+        with pyedflib.EdfReader(a.edf) as f:
+            i = [s.strip() for s in f.getSignalLabels()].index(a.label)
+            fs = float(f.getSampleFrequency(i))
+            ecg = f.readSignal(i)
     sr = round(fs)
     clean = nk.ecg_clean(ecg, sampling_rate=sr)
     _, info = nk.ecg_peaks(clean, sampling_rate=sr)

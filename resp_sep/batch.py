@@ -483,6 +483,8 @@ def _run_task(it: Item, paths: OutputPaths, algo: ExtractOptions, out_opts: Outp
     from resp_sep.outputs import write_outputs
 
     t = time.perf_counter()
+    if not paths.plot and algo.keep_sources:  # only the figure draws the sources: free them after the fusion
+        algo = dataclasses.replace(algo, keep_sources=False)
     try:
         ext = extract_with(it.path, algo, out_opts, _WORKER.setdefault("separators", {}), progress)
         written = write_outputs(ext, paths)

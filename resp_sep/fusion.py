@@ -245,7 +245,7 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
     starts = window_starts(n, length, hop)
     n_win = starts.size
 
-    spectra = list(ordered_map(lambda i: window_spectra(X.row(i), fs, starts, length), range(n_src)))
+    spectra = list(ordered_map(lambda i: window_spectra(X[i], fs, starts, length), range(n_src)))  # windows normalised as read
     quality = np.stack([s.concentration for s in spectra], axis=1)  # (W, S)
     peak = np.stack([s.peak_hz for s in spectra], axis=1)
     base = np.where(np.isfinite(peak), quality ** power, 0.0)
@@ -430,6 +430,12 @@ def _align_rows(x: np.ndarray, a: np.ndarray, length: int, ref: np.ndarray, lag_
     """The windows of one source shifted by the lag (|lag| <= its limit) and sign that best match the anchor's,
     for several windows: shifted windows (B, length), signs (B,), lags (B,).
 
+    The lag maximises |Pearson r| between the shifted window and the anchor's: for every lag at once
+    from sliding sums (the window's sum and sum of squares by cumulative sums, its product with the
+    zero-mean anchor by ``np.correlate``), so each window costs a few passes over its reach, not a
+    copy per lag. Missing samples are left out of the sums (and counted out). Ties go to the
+    smallest lag.
+
     ``x`` may be a part of the source: window starts ``a`` are then relative to it, the source
     starts at ``lo_min`` (<= 0) and ends at ``n`` in the same coordinates; ``x`` must hold every
     sample the windows can reach.
@@ -437,36 +443,56 @@ def _align_rows(x: np.ndarray, a: np.ndarray, length: int, ref: np.ndarray, lag_
     n = x.size if n is None else n
     nb = a.size
     lo, hi = np.maximum(lo_min, a - lag_lim), np.minimum(n, a + length + lag_lim)
-    n_lags = hi - lo - length + 1
-    r = np.zeros((nb, length))
-    fin = np.isfinite(ref)
-    full = fin.all(axis=1)
-    r[full] = ref[full] - ref[full].mean(axis=1)[:, None]
-    for j in np.flatnonzero(~full & fin.any(axis=1)):
-        r[j] = np.nan_to_num(ref[j]) - np.nanmean(ref[j])
     best_lag = np.zeros(nb, int)
     sign = np.ones(nb)
-    gapless = bool(np.isfinite(x[lo.min():hi.max()]).all())
-    for m in np.unique(n_lags):  # BLAS sums a matrix-vector product by blocks of rows: same row count, same sums
-        sel = np.flatnonzero(n_lags == m)
-        view = x[lo[sel][:, None, None] + np.arange(m)[None, :, None] + np.arange(length)[None, None, :]]
-        lg = np.arange(m)[None, :] + (lo[sel] - a[sel])[:, None]  # (G, m)
-        if gapless:  # the same numbers without the masking passes
-            cnt = length
-            mean = view.sum(axis=2) / cnt
-            dev = view - mean[:, :, None]
-        else:
-            rows = np.nan_to_num(view)
-            valid = np.isfinite(view)
-            cnt = np.maximum(valid.sum(axis=2), 1)
-            mean = rows.sum(axis=2) / cnt
-            dev = np.where(valid, rows - mean[:, :, None], 0.0)
-        sd = np.sqrt((dev ** 2).sum(axis=2) / cnt)
-        c = (dev @ r[sel][:, :, None])[:, :, 0] / np.where(sd > 0, sd, np.inf)
-        best = np.argmax(np.abs(c) - 1e-9 * np.abs(lg), axis=1)  # ties: the smallest lag
-        g = np.arange(sel.size)
-        best_lag[sel] = lg[g, best]
-        sign[sel] = np.where(c[g, best] >= 0, 1.0, -1.0)
+    fin_r = np.isfinite(ref)
+    has = fin_r.any(axis=1)
+    r = np.zeros((nb, length))
+    full = fin_r.all(axis=1)
+    r[full] = ref[full] - ref[full].mean(axis=1)[:, None]
+    for j in np.flatnonzero(~full & has):
+        r[j] = np.nan_to_num(ref[j]) - np.nanmean(ref[j])
+    fin_x = np.isfinite(x)
+    cv = np.concatenate(([0], np.cumsum(fin_x)))
+    gapless = (cv[hi] - cv[lo]) == (hi - lo)  # windows whose whole reach has a value
+    g = np.flatnonzero(gapless & has)
+    if g.size:
+        # every lag at once from sliding sums (the window's sum and sum of squares by cumulative sums,
+        # its product with the zero-mean anchor by one contraction over a strided view): the same
+        # Pearson r as the explicit windows, without a copy of the source per lag
+        x0 = np.where(fin_x, x, 0.0)
+        cs = np.concatenate(([0.0], np.cumsum(x0)))
+        cs2 = np.concatenate(([0.0], np.cumsum(x0 * x0)))
+        m = hi[g] - lo[g] - length + 1
+        mm = int(m.max())
+        valid_lag = np.arange(mm)[None, :] < m[:, None]
+        k = np.where(valid_lag, lo[g][:, None] + np.arange(mm)[None, :], lo[g][:, None])
+        view = np.lib.stride_tricks.sliding_window_view(x0, length)
+        dot = np.einsum("bml,bl->bm", view[k], r[g])
+        mean = (cs[k + length] - cs[k]) / length
+        sd = np.sqrt(np.maximum((cs2[k + length] - cs2[k]) / length - mean * mean, 0.0))
+        c = (dot - mean * r[g].sum(axis=1)[:, None]) / np.where(sd > 0, sd, np.inf)
+        lg = k - a[g][:, None]
+        best = np.argmax(np.where(valid_lag, np.abs(c) - 1e-9 * np.abs(lg), -np.inf), axis=1)  # ties: smallest lag
+        rows = np.arange(g.size)
+        best_lag[g] = lg[rows, best]
+        sign[g] = np.where(c[rows, best] >= 0, 1.0, -1.0)
+    # windows reaching missing samples (few: near gaps), explicitly: every shifted window, masked
+    n_lags = hi - lo - length + 1
+    for j in np.flatnonzero(~gapless & has):
+        m = int(n_lags[j])
+        view = x[lo[j] + np.arange(m)[:, None] + np.arange(length)[None, :]]
+        lg = np.arange(m) + (lo[j] - a[j])
+        rows_ = np.nan_to_num(view)
+        valid = np.isfinite(view)
+        cnt = np.maximum(valid.sum(axis=1), 1)
+        mean = rows_.sum(axis=1) / cnt
+        dev = np.where(valid, rows_ - mean[:, None], 0.0)
+        sd = np.sqrt((dev ** 2).sum(axis=1) / cnt)
+        c = (dev @ r[j]) / np.where(sd > 0, sd, np.inf)
+        best = int(np.argmax(np.abs(c) - 1e-9 * np.abs(lg)))
+        best_lag[j] = lg[best]
+        sign[j] = 1.0 if c[best] >= 0 else -1.0
     z = x[(a + best_lag)[:, None] + np.arange(length)[None, :]]
     return z, sign, best_lag
 
@@ -562,6 +588,10 @@ class _Row:
         self.X, self.i, self.size = X, i, X.shape[1]
 
     def __getitem__(self, idx) -> np.ndarray:
+        return self.X.take(self.i, idx)
+
+    def take(self, idx) -> np.ndarray:
+        """Normalised values at ``idx`` (what ``row[idx]`` gives)."""
         return self.X.take(self.i, idx)
 
     def __array__(self, dtype=None, copy=None):

@@ -523,53 +523,57 @@ def _read_edf_header(p: Path) -> Recording:
 
 
 class _EdfAnnotations:
-    """EDF+/BDF+ time-stamped annotation lists (TALs), parsed once."""
+    """EDF+/BDF+ time-stamped annotation lists (TALs), parsed once into what is kept: each data
+    record's time stamp (one float per record) and the annotations (onset, duration, text)."""
 
     TAL = re.compile(rb"([+-]\d+(?:\.\d*)?)(?:\x15(\d+(?:\.\d*)?))?\x14(.*?)\x14\x00", re.DOTALL)
 
     def __init__(self, data: _EdfFile):
         self.data = data
-        self._records: list | None = None
+        self._parsed: tuple[np.ndarray, list] | None = None
 
-    def records(self) -> list[list[tuple[float, float, list[str]]]]:
-        if self._records is None:
-            out = []
-            for raw in self.data.annotation_bytes():
-                rec = []
-                for m in self.TAL.finditer(raw):
-                    texts = [t.decode("utf-8", errors="replace").strip() for t in m.group(3).split(b"\x14")]
-                    rec.append((float(m.group(1)), float(m.group(2) or 0.0), texts))
-                out.append(rec)
-            self._records = out
-        return self._records
+    def _parse(self) -> tuple[np.ndarray, list]:
+        """``(stamps, notes)``: each record's first TAL onset (NaN when it has none) and every
+        annotation that is not a time stamp, as ``(onset, duration, text)`` with onsets as written."""
+        if self._parsed is None:
+            raws = self.data.annotation_bytes()
+            stamps = np.full(len(raws), np.nan)
+            notes = []
+            for k, raw in enumerate(raws):
+                for j, m in enumerate(self.TAL.finditer(raw)):
+                    onset = float(m.group(1))
+                    if j == 0:
+                        stamps[k] = onset
+                    texts = m.group(3).split(b"\x14")
+                    for t in (texts[1:] if j == 0 else texts):
+                        t = t.decode("utf-8", errors="replace").strip()
+                        if t:
+                            notes.append((onset, float(m.group(2) or 0.0), t))
+            self._parsed = (stamps, notes)
+        return self._parsed
 
     def check_timekeeping(self) -> None:
         """EDF+C: the first annotation of data record k is its start time, t0 + k x record duration."""
         h = self.data.hdr
         if not any(s.is_annotation for s in h.signals):
             raise InputError("EDF+ file without an annotation signal (time-keeping is missing)", str(h.path))
-        recs = self.records()
-        if not recs or not recs[0]:
+        stamps, _ = self._parse()
+        if not stamps.size or np.isnan(stamps[0]):
             raise InputError("EDF+ data record 1 has no time stamp", str(h.path))
-        t0 = recs[0][0][0]
-        for k, rec in enumerate(recs):
-            want = t0 + k * h.record_s
-            if not rec or abs(rec[0][0] - want) > 1e-3 + 1e-9 * abs(want):
-                got = f"{rec[0][0]:g} s" if rec else "none"
-                raise InputError(f"EDF+ time stamp of data record {k + 1} is {got}, expected {want:g} s "
-                                 f"(record duration {h.record_s:g} s): time stamps and header disagree", str(h.path))
+        t0 = stamps[0]
+        want = t0 + np.arange(stamps.size) * h.record_s
+        bad = ~(np.abs(stamps - want) <= 1e-3 + 1e-9 * np.abs(want))  # NaN (no stamp) is bad too
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            got = "none" if np.isnan(stamps[k]) else f"{stamps[k]:g} s"
+            raise InputError(f"EDF+ time stamp of data record {k + 1} is {got}, expected {want[k]:g} s "
+                             f"(record duration {h.record_s:g} s): time stamps and header disagree", str(h.path))
 
     def annotations(self) -> list[Annotation]:
         """Annotations (onset s from the recording start, duration s, text), time-keeping entries left out."""
-        recs = self.records()
-        t0 = recs[0][0][0] if recs and recs[0] else 0.0
-        out = []
-        for rec in recs:
-            for j, (onset, dur, texts) in enumerate(rec):
-                for t in (texts[1:] if j == 0 else texts):
-                    if t:
-                        out.append(Annotation(onset - t0, dur if dur > 0 else 0.0, t))
-        return out
+        stamps, notes = self._parse()
+        t0 = stamps[0] if stamps.size and np.isfinite(stamps[0]) else 0.0
+        return [Annotation(onset - t0, dur if dur > 0 else 0.0, text) for onset, dur, text in notes]
 
 
 # -------------------------------------------------------------------------------------------- WFDB

@@ -110,12 +110,15 @@ def at_rate(wave: np.ndarray, fs: float, out_fs: float, n_out: int | None = None
     y = resample(x, fs, out_fs) if out_fs != fs else np.array(x, dtype=np.float64)
     if n_out is not None:
         y = fit_length(y, n_out)
-    if bad.any():
-        t = np.arange(y.size) * (fs / out_fs)
-        i0 = np.clip(np.floor(t).astype(int), 0, bad.size - 1)
-        i1 = np.clip(np.ceil(t).astype(int), 0, bad.size - 1)
-        y = np.where(bad[i0] | bad[i1], np.nan, y)
-    return y.astype(np.float32)
+    out = y.astype(np.float32)
+    del y
+    if bad.any():  # a chunk of output samples at a time (bounded temporaries)
+        for a in range(0, out.size, 1 << 18):
+            t = np.arange(a, min(out.size, a + (1 << 18))) * (fs / out_fs)
+            i0 = np.clip(np.floor(t).astype(int), 0, bad.size - 1)
+            i1 = np.clip(np.ceil(t).astype(int), 0, bad.size - 1)
+            out[a:a + t.size][bad[i0] | bad[i1]] = np.nan
+    return out
 
 
 def rate_table(resp, window_s: float = 60.0):
@@ -137,8 +140,10 @@ def rate_table(resp, window_s: float = 60.0):
         (:meth:`~resp_sep.fusion.FusionResult.rate_windows`) where there is a rate; elsewhere
         ``flag`` is the rate's reason and ``confidence`` is 0.
     """
+    from resp_sep.parallel import release_memory
     from resp_sep.rate import breathing_rate
 
+    release_memory()  # freed temporaries back to the system before the rate function's own (48 h: 35 MB each)
     r = breathing_rate(resp.wave, resp.fs, window_s=window_s, duration_s=resp.duration_s or None)
     conf, flag = resp.fusion.rate_windows(r.start_s, r.end_s, r.quality, np.isfinite(r.bpm))
     rows = []
@@ -261,16 +266,20 @@ def write_breaths_csv(path, breaths: dict[str, np.ndarray]) -> None:
               ["%.3f", "%.3f", "%.3f", "%.4g", "%.3f"], na_rep="")
 
 
-def write_waveform(path, time_s: np.ndarray, resp: np.ndarray, fmt: str, out_rate: float,
+def write_waveform(path, time_s, resp: np.ndarray, fmt: str, out_rate: float,
                    annotations=None, start_time=None) -> None:
-    """The respiration as CSV (``time_s,resp``; empty where NaN) or EDF+ (0 where NaN, with ``annotations``)."""
-    from resp_sep.writers import write_csv, write_edf
+    """The respiration as CSV (``time_s,resp``; empty where NaN) or EDF+ (0 where NaN, with ``annotations``).
+
+    ``time_s`` may be ``None``: the sample times ``k / out_rate``, made as they are written.
+    """
+    from resp_sep.writers import Ramp, write_csv, write_edf
 
     if fmt == "edf":
         write_edf(path, [{"label": "Resp respsep", "fs": out_rate, "unit": "a.u.", "data": np.nan_to_num(resp)}],
                   annotations=annotations, start_time=start_time)
     else:
-        write_csv(path, list(WAVEFORM_COLUMNS), [time_s, resp], ["%.4f", "%.6g"], na_rep="")
+        t = Ramp(resp.size, out_rate) if time_s is None else time_s
+        write_csv(path, list(WAVEFORM_COLUMNS), [t, resp], ["%.4f", "%.6g"], na_rep="")
 
 
 def write_outputs(result, paths: OutputPaths) -> dict:
@@ -289,13 +298,17 @@ def write_outputs(result, paths: OutputPaths) -> dict:
     from resp_sep.writers import output_set
 
     o = result.output
+    result.rate_rows  # the rates first, while the least else is held (their temporaries are the largest)
     with output_set() as outs:
         if paths.out:
             ann = None
             if o.fmt == "edf":
                 ann = edf_annotations(result.breath_arrays, result.rate_rows, result.respiration.wave,
                                       result.respiration.fs)
-            write_waveform(outs.path(paths.out), result.time_s, result.resp, o.fmt, o.out_rate, ann,
+            from resp_sep.parallel import release_memory
+
+            release_memory()  # the fusion's and rates' temporaries, before the output's own
+            write_waveform(outs.path(paths.out), None, result.resp, o.fmt, o.out_rate, ann,
                            result.recording.start_time)
         if paths.rates:
             write_rates_csv(outs.path(paths.rates), result.rate_rows)

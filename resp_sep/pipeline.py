@@ -28,8 +28,8 @@ import numpy as np
 
 from resp_sep.chunks import check
 from resp_sep.errors import InputError, RespSepError
-from resp_sep.sources import (GRID_FS, SOURCES, SignalContext, compute_sources, fit_length, source_families,
-                               source_names)
+from resp_sep.sources import (GRID_FS, SOURCES, SignalContext, SourceOutput, compute_sources, fit_length,
+                               source_families, source_names)
 
 METHOD_FUSION = "fusion"
 METHOD_SEPARATOR = "separator"
@@ -174,6 +174,9 @@ class ExtractOptions:
     block_s: float = 1200.0
     #: torch CPU threads when a separator is loaded (0: torch's default)
     threads: int = 0
+    #: keep every source's 10-Hz waveform in the result (``Respiration.sources``); False frees them after
+    #: the fusion (a batch run that draws no figure: 14 MB per source over 48 h)
+    keep_sources: bool = True
 
     def __post_init__(self):
         if isinstance(self.model, str):
@@ -282,6 +285,7 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     from resp_sep.io import Recording, read_recording
     from resp_sep.parallel import release_memory
 
+    _warm_imports()
     rec = rec if isinstance(rec, Recording) else read_recording(rec)
     path = str(rec.path)
     avail = available_inputs(rec, opts.channel)
@@ -291,7 +295,8 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     kinds = [k for k in ("ecg", "ppg") if wanted[k]]
     several = len(avail) > 1 or len(names) > 1
     cancel = threading.Event()
-    meter = _Progress(progress, kinds)
+    meter = _Progress(progress, kinds, {k for k in kinds if any(SOURCES[n].model for n in wanted[k])},
+                      {k for k in kinds if any(not SOURCES[n].model for n in wanted[k])})
     hop = min(max(1, int(round(opts.hop_s * 200.0))), 12_288)
     contexts = {}
     for k in kinds:
@@ -301,7 +306,7 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
             separator=lambda kind: _separator(kind, opts, separators, path, several),
             separator_options={"hop": hop, "batch_size": opts.batch_size, "progress": meter.segments(k)})
     try:
-        results = _run_inputs(contexts, wanted, path, cancel)
+        results = _run_inputs(contexts, wanted, path, cancel, meter)
     finally:
         for c in contexts.values():
             c.close()
@@ -330,48 +335,100 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     waves = {k: fit_length(o.wave, n, fill=np.nan) for k, o in outputs.items()}
     release_memory()  # the passes' temporaries, before fusion allocates its own
     fused = fuse(waves, GRID_FS, families=source_families(waves))
+    used = {k: separators[k] for k in separators if f"separator_{k}" in outputs}
+    if not opts.keep_sources:
+        del waves
+        outputs = {k: SourceOutput(o.name, o.kind, np.zeros(0), o.fs) for k, o in outputs.items()}
     release_memory()
     meter.finish()
-    return Respiration(fused.wave, GRID_FS, opts.method, outputs, failures, fused, channels, notes, dur,
-                       {k: separators[k] for k in separators if f"separator_{k}" in outputs})
+    return Respiration(fused.wave, GRID_FS, opts.method, outputs, failures, fused, channels, notes, dur, used)
 
 
-#: progress units of one input's work (scan, beats, sources, separator)
+def _warm_imports() -> None:
+    """Import SciPy's signal, ndimage and interpolate modules in a background thread, once.
+
+    ``import scipy.signal`` alone takes about a second of one core (SciPy 1.17); the first block of
+    every input needs it, but the reading pass before does not. Started here, the import runs
+    while the inputs are read instead of after (Python's import lock makes a thread that needs a
+    module wait for it to finish: nothing is used half-imported).
+    """
+    import sys
+    import threading
+
+    wanted = ("scipy.signal", "scipy.ndimage", "scipy.interpolate")
+    if all(m in sys.modules for m in wanted) or _WARM.get("started"):
+        return
+    _WARM["started"] = True
+
+    def run():
+        import importlib
+
+        for m in wanted:
+            try:
+                importlib.import_module(m)
+            except Exception:  # noqa: BLE001 - the code that needs it raises the error where it is used
+                return
+
+    threading.Thread(target=run, name="respsep-imports", daemon=True).start()
+
+
+_WARM: dict = {}
+
+
+#: progress units of a whole extraction (``progress(done, PROGRESS_UNIT)``)
 PROGRESS_UNIT = 1000
+#: share of the work done once every input's sources exist (the rest: fusion)
+_INPUTS_SHARE = 0.85
 
 
 class _Progress:
-    """Adds up the inputs' progress (each :data:`PROGRESS_UNIT` units) for one ``progress(done, total)``."""
+    """One ``progress(done, total)`` for a whole extraction, from each input's stages.
 
-    def __init__(self, fn: Callable[[int, int], None] | None, kinds: list[str]):
+    Each input: its reading pass (10 %), its beats block by block and/or its separator segment
+    by segment (to 90 %), its sources (100 %); then the fusion. The inputs share
+    :data:`_INPUTS_SHARE` of the total; the fusion the rest.
+    """
+
+    def __init__(self, fn: Callable[[int, int], None] | None, kinds: list[str], separators: set[str],
+                 heuristics: set[str]):
         import threading
 
-        self.fn, self.kinds = fn, kinds
+        self.fn, self.kinds, self.seps, self.heur = fn, kinds, separators, heuristics
         self.done = {k: 0.0 for k in kinds}
         self.lock = threading.Lock()
 
-    def _set(self, kind: str, frac: float) -> None:
+    def _set(self, kind: str | None, frac: float) -> None:
         if self.fn is None:
             return
         with self.lock:
-            self.done[kind] = max(self.done[kind], min(1.0, frac))
-            total = PROGRESS_UNIT * len(self.kinds)
-            self.fn(int(sum(self.done.values()) * PROGRESS_UNIT), total)
+            if kind is None:
+                total = frac
+            else:
+                self.done[kind] = max(self.done[kind], min(1.0, frac))
+                total = _INPUTS_SHARE * sum(self.done.values()) / max(1, len(self.kinds))
+            self.fn(int(round(total * PROGRESS_UNIT)), PROGRESS_UNIT)
+
+    def scanned(self, kind: str) -> None:
+        self._set(kind, 0.1)
 
     def ticker(self, kind: str) -> Callable[[float], None]:
-        """The beat pass of ``kind``: the first half of its work."""
-        return lambda frac: self._set(kind, 0.5 * frac)
+        """The beat pass of ``kind``: to 90 %, or to 50 % when a separator follows."""
+        span = 0.4 if kind in self.seps else 0.8
+        return lambda frac: self._set(kind, 0.1 + span * frac)
 
     def segments(self, kind: str) -> Callable[[int, int], None]:
-        """The separator of ``kind`` (segments done of total): the second half."""
-        return lambda done, total: self._set(kind, 0.5 + 0.5 * done / max(1, total))
+        """The separator of ``kind`` (segments done of total): after the beats, to 90 %."""
+        start = 0.5 if kind in self.heur else 0.1
+        return lambda done, total: self._set(kind, start + (0.9 - start) * done / max(1, total))
+
+    def sourced(self, kind: str) -> None:
+        self._set(kind, 1.0)
 
     def finish(self) -> None:
-        for k in self.kinds:
-            self._set(k, 1.0)
+        self._set(None, 1.0)
 
 
-def _run_inputs(contexts: dict, wanted: dict, path: str, cancel) -> dict:
+def _run_inputs(contexts: dict, wanted: dict, path: str, cancel, meter: _Progress) -> dict:
     """Check each input and compute its sources; ECG and PPG at once in two threads when the thread
     budget allows (a batch worker with one thread's share does them in turn). Returns ``{kind:
     (outputs, failures) or InputError}``; any other error (or Ctrl-C) stops the other thread after
@@ -388,6 +445,7 @@ def _run_inputs(contexts: dict, wanted: dict, path: str, cancel) -> dict:
             check(st, ctx.channel.label, path)
         except InputError as e:
             return e
+        meter.scanned(kind)
         if st.duration_s < MIN_DURATION_S:
             raise InputError(f"recording too short: {st.duration_s:.1f} s of {kind.upper()}, respsep needs at "
                              f"least {MIN_DURATION_S:.0f} s", path)
@@ -427,6 +485,7 @@ def _run_inputs(contexts: dict, wanted: dict, path: str, cancel) -> dict:
                 out[k] = compute_sources(wanted[k], contexts[k])
                 contexts[k].release()
                 release_memory()
+            meter.sourced(k)
     except BaseException:
         cancel.set()
         if worker is not None:

@@ -70,7 +70,8 @@ def window_spectra(wave: np.ndarray, fs: float, starts: np.ndarray, length: int)
     Parameters
     ----------
     wave : numpy.ndarray, shape (n,)
-        A respiratory source (any unit), NaN where invalid.
+        A respiratory source (any unit), NaN where invalid; or a row of ``resp_sep.fusion``'s
+        normalised sources (indexed by window, never copied whole).
     fs : float
         Its rate (Hz).
     starts : numpy.ndarray of int, shape (n_windows,)
@@ -82,7 +83,8 @@ def window_spectra(wave: np.ndarray, fs: float, starts: np.ndarray, length: int)
     -------
     WindowSpectra
     """
-    wave = np.asarray(wave, dtype=np.float64)
+    if not hasattr(wave, "take"):  # an array; fusion passes a row it normalises where it is read
+        wave = np.asarray(wave, dtype=np.float64)
     starts = np.asarray(starts, dtype=int)
     if starts.size > SPECTRA_BLOCK:  # a few hundred windows at a time: memory independent of the length
         cuts = list(range(0, starts.size, SPECTRA_BLOCK)) + [starts.size]

@@ -348,7 +348,8 @@ def _remove_spikes(y: np.ndarray, fs: float, missing: np.ndarray) -> tuple[np.nd
     if not swing > 0:
         return y, no_burst
     size = max(3, round(SPIKE_WIN_S * fs) | 1)
-    resid = y - median_filter(y, size=size, mode="nearest")
+    resid = median_filter(y, size=size, mode="nearest")
+    np.subtract(y, resid, out=resid)  # y - running median, in place (one grid-length array fewer)
     spikes = _widen((np.abs(resid) > SPIKE_K * swing) & ~missing, round(BAD_MARGIN_S * fs))
     if not spikes.any() or spikes.all():
         return y, no_burst
@@ -410,6 +411,10 @@ def _detect_breaths(y: np.ndarray, fs: float, bad: np.ndarray) -> tuple[np.ndarr
     return np.concatenate(onsets), np.concatenate(amplitudes)
 
 
+#: samples of the breath detector's zero-crossing segments handled at once
+EXTREMA_CHUNK = 1 << 18
+
+
 def _khodadad(clean: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     """Troughs and the peaks that follow them (sample indices): NeuroKit2 ``rsp_findpeaks(method="khodadad2018")``.
 
@@ -429,17 +434,24 @@ def _khodadad(clean: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, int), np.zeros(0, int)
     beg, end = allx[:-1], allx[1:]
     # maxima and minima alternate from the first crossing's kind (NeuroKit2 goes by position, not by
-    # each crossing's own kind); a maximum is the minimum of the negated signal
+    # each crossing's own kind)
     up = (np.arange(beg.size) % 2 == 0) == bool(rise[0] < fall[0])
-    seg_vals = np.where(np.repeat(up, end - beg), -clean[_ranges(beg, end)], clean[_ranges(beg, end)])
-    lens = end - beg
-    starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
-    mins = np.minimum.reduceat(seg_vals, starts)
-    # the first position of each segment's minimum (argmin's choice among equal values)
-    pos = np.flatnonzero(seg_vals == np.repeat(mins, lens))
-    seg_of = np.searchsorted(starts, pos, side="right") - 1
-    first = np.concatenate(([True], seg_of[1:] != seg_of[:-1]))
-    extrema = beg + (pos[first] - starts[seg_of[first]])
+    extrema = np.empty(beg.size, dtype=np.int64)
+    # the segments tile [allx[0], allx[-1]): taken a group of them at a time (bounded temporaries)
+    i = 0
+    while i < beg.size:
+        j = int(np.searchsorted(beg, beg[i] + EXTREMA_CHUNK, side="left"))
+        j = max(j, i + 1)
+        seg = clean[beg[i]:end[j - 1]]
+        starts = beg[i:j] - beg[i]
+        lens = end[i:j] - beg[i:j]
+        ext = np.where(up[i:j], np.maximum.reduceat(seg, starts), np.minimum.reduceat(seg, starts))
+        # the first position of each segment's extreme (argmax / argmin's choice among equal values)
+        pos = np.flatnonzero(seg == np.repeat(ext, lens))
+        seg_of = np.searchsorted(starts, pos, side="right") - 1
+        first = np.concatenate(([True], seg_of[1:] != seg_of[:-1]))
+        extrema[i:j] = beg[i] + pos[first]
+        i = j
     # outliers: swing to the next extremum at most 0.3 x the median swing
     swing = np.abs(np.diff(clean[extrema]))
     if swing.size == 0:
@@ -461,18 +473,21 @@ def _khodadad(clean: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     return troughs[:n].astype(int), peaks[:n].astype(int)
 
 
-def _ranges(beg: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """The indices ``beg[i]..end[i]-1`` of every segment, concatenated."""
-    lens = end - beg
-    return np.repeat(beg - np.concatenate(([0], np.cumsum(lens)[:-1])), lens) + np.arange(lens.sum())
-
-
 def _cycles_clear_of(onsets: np.ndarray, bad: np.ndarray) -> np.ndarray:
     """For each cycle between consecutive onsets, shape (n_onsets - 1,): True when no sample is bad."""
     if onsets.size < 2:
         return np.zeros(0, bool)
-    csum = np.concatenate(([0], np.cumsum(bad)))
-    return (csum[onsets[1:] + 1] - csum[onsets[:-1]]) == 0
+    return (_count_true(bad, onsets[:-1], onsets[1:] + 1)) == 0
+
+
+def _count_true(mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Set samples of ``mask`` in each ``[a[i], b[i])`` (clipped), from one 32-bit running count."""
+    c = np.cumsum(mask, dtype=np.int32 if mask.size < 2**31 else np.int64)
+    a = np.clip(np.asarray(a), 0, mask.size)
+    b = np.clip(np.asarray(b), 0, mask.size)
+    hi = np.where(b > 0, c[np.maximum(b - 1, 0)], 0)
+    lo = np.where(a > 0, c[np.maximum(a - 1, 0)], 0)
+    return (hi - lo).astype(np.int64)
 
 
 def _unusable_fractions(rel_start: np.ndarray, rel_end: np.ndarray, fs: float, missing: np.ndarray,
@@ -483,8 +498,7 @@ def _unusable_fractions(rel_start: np.ndarray, rel_end: np.ndarray, fs: float, m
     length = np.maximum(i1 - i0, 1)
     cols = []
     for mask in (missing, flat & ~missing, burst & ~flat & ~missing):  # each sample counted once
-        c = np.concatenate(([0], np.cumsum(mask)))
-        cols.append((c[i1] - c[i0]) / length)
+        cols.append(_count_true(mask, i0, i1) / length)
     return np.stack(cols, axis=1) if cols[0].size else np.zeros((0, 3))
 
 
