@@ -463,12 +463,13 @@ class Resampled:
         e = min(self.n_in, -(-k1 * self.down // self.up) + self.reach)
         return s, e
 
-    def __call__(self, k0: int, k1: int) -> np.ndarray:
+    def __call__(self, k0: int, k1: int, read=None) -> np.ndarray:
+        """Outputs ``[k0, k1)``; ``read(a, b)`` gives the inputs when given (default: the reader it was made with)."""
         from scipy.signal import resample_poly
 
         k0, k1 = max(0, k0), min(self.n_out, k1)
         s, e = self.inputs(k0, k1)
-        x = self.rd(s, e) - self.median
+        x = (self.rd if read is None else read)(s, e) - self.median
         if self.identity:
             return x
         y = resample_poly(x, self.up, self.down)
