@@ -49,6 +49,7 @@ import numpy as np
 from resp_sep.chunks import BLOCK_S, MARGIN_S, Bridged, Resampled, Spill, blocks
 from resp_sep.errors import InputError
 from resp_sep.kubios import artefact_beats, fixpeaks_kubios
+from resp_sep.parallel import ordered_map
 
 #: ECG is analysed at no more than this rate (Hz): R-peaks need no finer timing for breathing.
 MAX_ECG_FS = 500.0
@@ -399,34 +400,57 @@ def ecg_beats(ch, st, *, path: str | None = None, grid_fs: float | None = None, 
     ends_seen: list = []
     extremes: list = []
     grid_parts: list = []
+
+    def one_block(blk):
+        """Everything one block gives, from its own read of the channel (blocks run on several threads)."""
+        c0, c1, r0, r1 = blk
+        s_in, e_in = clean_src.inputs(r0, r1) if clean_src is not None else (r0, r1)
+        gk = None
+        if base is not None:
+            gk = _grid_range(c0, c1, n_c, base.n_out)
+            bs, be = base.inputs(*gk)
+            s_in, e_in = min(s_in, bs), max(e_in, be)
+        raw = rd(s_in, e_in)  # each sample the block needs, read once
+
+        def read(a: int, b: int) -> np.ndarray:
+            return raw[a - s_in:b - s_in]
+
+        x = clean_src(r0, r1, read) if clean_src is not None else read(r0, r1)
+        s = ecg_clean(x, fs_c)
+        # NeuroKit2's `neurokit` QRS candidates (ecg_findpeaks._ecg_findpeaks_neurokit): the
+        # gradient's magnitude does not depend on the sign, the most prominent peak does
+        smoothgrad = uniform_filter1d(np.abs(np.gradient(s)), smooth_k, mode="nearest")
+        avggrad = uniform_filter1d(smoothgrad, avg_k, mode="nearest")
+        beg, end_all = _edges(smoothgrad > 1.5 * avggrad)
+        ends = end_all[(end_all + r0 >= c0) & (end_all + r0 < c1)] + r0
+        cands = {}
+        for sign in (+1, -1):
+            end, peak = _candidates(sign * s, beg, end_all)
+            cands[sign] = _keep_core(beg, end, peak, c0, c1, r0, n_c)
+        # polarity: the signed extreme of every whole 2-s window starting in the core
+        w0 = -(-c0 // win) * win
+        w1 = min(c1, n_c - win + 1)
+        ext = np.zeros(0)
+        if w1 > w0:
+            k = (w1 - w0 + win - 1) // win
+            rows = s[w0 - r0:w0 - r0 + k * win].reshape(k, win)
+            ext = rows[np.arange(k), np.argmax(np.abs(rows), axis=1)]
+        grid = base(*gk, read) if base is not None else None
+        return s[c0 - r0:c1 - r0].copy(), cands, ends, ext, grid
+
     spill = Spill()
     try:
         n_blocks = -(-n_c // block)
-        for i, (c0, c1, r0, r1) in enumerate(blocks(n_c, block, margin, cancel)):
-            rd.prefetch(*(clean_src.inputs(r0, r1) if clean_src is not None else (r0, r1)))
-            x = clean_src(r0, r1) if clean_src is not None else rd(r0, r1)
-            s = ecg_clean(x, fs_c)
-            spill.append(s[c0 - r0:c1 - r0])
-            # NeuroKit2's `neurokit` QRS candidates (ecg_findpeaks._ecg_findpeaks_neurokit): the
-            # gradient's magnitude does not depend on the sign, the most prominent peak does
-            smoothgrad = uniform_filter1d(np.abs(np.gradient(s)), smooth_k, mode="nearest")
-            avggrad = uniform_filter1d(smoothgrad, avg_k, mode="nearest")
-            beg, end_all = _edges(smoothgrad > 1.5 * avggrad)
-            ends_seen.append(end_all[(end_all + r0 >= c0) & (end_all + r0 < c1)] + r0)
+        for i, (core, cands, ends, ext, grid) in enumerate(ordered_map(one_block, blocks(n_c, block, margin,
+                                                                                          cancel))):
+            spill.append(core)
+            ends_seen.append(ends)
             for sign in (+1, -1):
-                end, peak = _candidates(sign * s, beg, end_all)
-                for lst, v in zip((got[sign].beg, got[sign].end, got[sign].peak),
-                                  _keep_core(beg, end, peak, c0, c1, r0, n_c)):
+                for lst, v in zip((got[sign].beg, got[sign].end, got[sign].peak), cands[sign]):
                     lst.append(v)
-            # polarity: the signed extreme of every whole 2-s window starting in the core
-            w0 = -(-c0 // win) * win
-            w1 = min(c1, n_c - win + 1)
-            if w1 > w0:
-                k = (w1 - w0 + win - 1) // win
-                rows = s[w0 - r0:w0 - r0 + k * win].reshape(k, win)
-                extremes.append(rows[np.arange(k), np.argmax(np.abs(rows), axis=1)])
-            if base is not None:
-                grid_parts.append(base(*_grid_range(c0, c1, n_c, base.n_out)))
+            extremes.append(ext)
+            if grid is not None:
+                grid_parts.append(grid)
             if tick is not None:
                 tick((i + 1) / n_blocks)
         ext = np.concatenate(extremes) if extremes else np.zeros(0)
@@ -441,7 +465,7 @@ def ecg_beats(ch, st, *, path: str | None = None, grid_fs: float | None = None, 
             found = _pantompkins(spill, n_c, fs_c, float(sign), block, margin, cancel)
             peaks = _corrected(found, fs_c)
         r_peaks = np.round(peaks * fs / fs_c).astype(int)
-        # the R waves themselves, for the beat amplitudes: detected beats, those Kubios marks left out
+        # the R waves themselves, for the beat amplitudes: every detected beat (Kubios' marks kept beside them)
         artefact = artefact_beats(found, fs_c)
         if detector == "pantompkins1985":
             found = _at_r_waves(spill, np.asarray(found), fs_c, float(sign))

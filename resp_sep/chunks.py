@@ -173,6 +173,7 @@ def scan(ch, *, block: int = SCAN_BLOCK, whole_below: int | None = None) -> Chan
     first_finite, last_finite = np.nan, np.nan
     held = [] if n <= whole_below else None
     top, hist = 0, None
+    total = 0  # the digital samples' sum (a format's checksum)
     if digital is not None:
         top = max(0, digital.bits - 16)
         hist = np.zeros(1 << min(16, digital.bits), np.int64)
@@ -181,6 +182,7 @@ def scan(ch, *, block: int = SCAN_BLOCK, whole_below: int | None = None) -> Chan
         if digital is not None:
             d = np.asarray(digital.read(a, b))
             x = np.asarray(digital.to_physical(d), dtype=np.float64)
+            total += int(np.sum(d, dtype=np.int64))
         else:
             x = ch.read(a, b)
         if held is not None:
@@ -211,6 +213,8 @@ def scan(ch, *, block: int = SCAN_BLOCK, whole_below: int | None = None) -> Chan
         np.equal(x[1:], x[:-1], out=same[1:])
         same_runs.feed(same, a)
         prev = x[-1]
+    if digital is not None and digital.checksum is not None:
+        digital.checksum(total)
     nan = nan_runs.close(n)
     rights.extend([np.nan] * (len(lefts) - len(rights)))  # a run reaching the channel's end
     fill = np.array([lefts, rights], dtype=np.float64).T.reshape(-1, 2)
@@ -459,12 +463,13 @@ class Resampled:
         e = min(self.n_in, -(-k1 * self.down // self.up) + self.reach)
         return s, e
 
-    def __call__(self, k0: int, k1: int) -> np.ndarray:
+    def __call__(self, k0: int, k1: int, read=None) -> np.ndarray:
+        """Outputs ``[k0, k1)``; ``read(a, b)`` gives the inputs when given (default: the reader it was made with)."""
         from scipy.signal import resample_poly
 
         k0, k1 = max(0, k0), min(self.n_out, k1)
         s, e = self.inputs(k0, k1)
-        x = self.rd(s, e) - self.median
+        x = (self.rd if read is None else read)(s, e) - self.median
         if self.identity:
             return x
         y = resample_poly(x, self.up, self.down)

@@ -18,6 +18,11 @@ from pathlib import Path
 # thread while the spinning one burns the CPU it needs. Set before torch is imported (libgomp
 # reads it once); an explicit OMP_WAIT_POLICY in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch (2.1x) creates $TMPDIR/torchinductor_$USER when it is imported, whether anything is compiled
+# or not, and leaves it behind; with a cache folder named it creates nothing until it compiles
+# (only `--device cuda` runs torch.compile), and then in the user's cache, not in $TMPDIR.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "respsep", "torchinductor"))
 from typing import Optional
 
 import typer

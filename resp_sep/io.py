@@ -146,8 +146,11 @@ class _Digital:
     """
 
     def __init__(self, read: Callable[[int, int], np.ndarray], to_physical: Callable[[np.ndarray], np.ndarray],
-                 bits: int, invalid: int | None = None):
+                 bits: int, invalid: int | None = None, checksum: Callable[[int], None] | None = None):
         self.read, self.to_physical, self.bits, self.invalid = read, to_physical, bits, invalid
+        #: ``checksum(total)``: called with the sum of all the channel's digital samples after a pass
+        #: over all of them (WFDB compares it with its header's)
+        self.checksum = checksum
 
 
 class _Source:
@@ -746,7 +749,22 @@ class _WfdbSource(_Source):
     def digital_view(self) -> _Digital | None:
         if self.multi or self.meta is None or self.meta["fmt"] not in _WFDB_BITS:
             return None
-        return _Digital(self.digital, self.to_physical, _WFDB_BITS[self.meta["fmt"]], self._invalid())
+        return _Digital(self.digital, self.to_physical, _WFDB_BITS[self.meta["fmt"]], self._invalid(),
+                        self._check_sum)
+
+    def _check_sum(self, total: int) -> None:
+        """A warning when the samples' 16-bit sum differs from the header's checksum (see _checksum_problem)."""
+        want, skew = self.meta.get("checksum"), self.meta.get("skew")
+        if want is None or skew:
+            return
+        got = int(total) % 65536
+        if (got - int(want)) % 65536 == 0:
+            return
+        got_signed = got - 65536 if got > 32767 else got
+        note = (f"signal '{self.name}': its samples sum to checksum {got_signed}, the header says {want}: "
+                "the data file may be damaged or belong to another record")
+        if note not in self.warnings:
+            self.warnings.append(note)
 
 
 def _checksum_problem(rec, name: str) -> str | None:

@@ -144,3 +144,39 @@ def test_spill_keeps_to_memory_with_a_note_when_the_temporary_folder_fails(monke
     sp.append(np.arange(5.0))
     np.testing.assert_array_equal(sp(8, 12), [8, 9, 0, 1])
     np.testing.assert_array_equal(sp.take(np.array([[0, 1], [10, 11]])), [[0, 1], [0, 1]])
+
+
+def test_wfdb_checksum_compared_in_the_reading_pass(tmp_path):
+    """A long WFDB record is never read whole: the reading pass still sums its samples for the checksum."""
+    from resp_sep.simulate import simulate, write_simulation
+
+    hea = write_simulation(simulate(duration_s=120, fs=128.0, seed=4), tmp_path / "ck", fmt="wfdb")
+    dat = hea.with_suffix(".dat")
+    raw = bytearray(dat.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 40] = b"\x7f" * 40
+    dat.write_bytes(bytes(raw))
+    rec = read_recording(hea)
+    chunks.scan(rec.channel("ECG"), block=1000, whole_below=0)  # many blocks, none the whole signal
+    assert any("'ECG'" in w and "checksum" in w for w in rec.warnings), rec.warnings
+
+
+def test_odd_header_digits_read_by_one_formula(tmp_path):
+    """A physical maximum such as 5.834222 (which edflib parses 1 ulp off): one scaling formula, no fallback."""
+    import pyedflib
+
+    x = np.random.default_rng(0).uniform(-5.5, 5.8, 25_600)
+    w = pyedflib.EdfWriter(str(tmp_path / "d.edf"), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
+    w.setSignalHeaders([{"label": "ECG", "dimension": "mV", "sample_frequency": 256, "physical_max": 5.834222,
+                         "physical_min": -5.56481, "digital_max": 32767, "digital_min": -32768,
+                         "prefilter": "", "transducer": ""}])
+    w.writeSamples([x])
+    w.close()
+    with pyedflib.EdfReader(str(tmp_path / "d.edf")) as f:
+        d = f.readSignal(0, digital=True).astype(np.float64)
+        theirs = f.readSignal(0)
+    ch = read_recording(tmp_path / "d.edf").channel("ECG")
+    bitvalue = (5.834222 - -5.56481) / 65535
+    ours = bitvalue * (5.834222 / bitvalue - 32767 + d)
+    np.testing.assert_array_equal(ch.read(), ours)  # the header's numbers as Python parses them
+    np.testing.assert_allclose(ch.read(), theirs, rtol=0, atol=1e-14)  # edflib's: within its parsing error
+    np.testing.assert_array_equal(ch.read(100, 20_000), ours[100:20_000])

@@ -449,6 +449,25 @@ def test_batch_of_corpus_reports_each_file_once(tmp_path, run_cli, tiny_model):
     assert sorted(os.listdir(out_dir)) == ["good.resp.csv", "respsep-summary.tsv"]
 
 
+def test_single_signal_plain_edf_extracts(tmp_path, run_cli):
+    """The common Holter / ECG-only export: a plain EDF holding one ECG signal (it crashed the old block reader)."""
+    import pyedflib
+
+    from resp_sep.simulate import simulate
+
+    sim = simulate(duration_s=600, fs=256.0, seed=1)
+    w = pyedflib.EdfWriter(str(tmp_path / "one.edf"), 1, file_type=pyedflib.FILETYPE_EDF)
+    w.setSignalHeaders([{"label": "ECG", "dimension": "mV", "sample_frequency": 256.0,
+                         "physical_max": float(sim.ecg.max()) + 0.1, "physical_min": float(sim.ecg.min()) - 0.1,
+                         "digital_max": 32767, "digital_min": -32768, "prefilter": "", "transducer": ""}])
+    w.writeSamples([sim.ecg])
+    w.close()
+    code, _out, err = run_cli(["extract", tmp_path / "one.edf", "--out", tmp_path / "one.csv",
+                               "--rates", tmp_path / "r.csv"])
+    assert code == 0, err
+    assert (tmp_path / "one.csv").stat().st_size > 1000 and (tmp_path / "r.csv").read_text().count("\n") == 11
+
+
 def test_wfdb_checksum_mismatch_is_a_warning_naming_the_signal(tmp_path, run_cli, tiny_model):
     """Bytes overwritten inside a WFDB data file (same size): the header checksum catches it."""
     from resp_sep.simulate import simulate, write_simulation

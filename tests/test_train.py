@@ -1,6 +1,7 @@
 """Training: checkpoints round trip, exact resume, config files, the CLI (tiny models, CPU)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,9 +102,14 @@ def test_cli_train_prints_checkpoint_and_encoder(tmp_path):
         "threads = 1\ncheck_heart_rate = false\nmax_val_segments = 8\n"
         "[model]\nn_encoders = 4\nchannels = [8, 8, 16, 16]\nhidden = 8\nkernel_size = 5\n")
     out = tmp_path / "cli.pt"
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
     r = subprocess.run([sys.executable, "-m", "resp_sep", "train", "--config", str(toml), "--out", str(out),
-                        "--cache-dir", str(tmp_path / "c"), "--json"], capture_output=True, text=True, timeout=300)
+                        "--cache-dir", str(tmp_path / "c"), "--json"], capture_output=True, text=True, timeout=300,
+                       env={**env, "TMPDIR": str(tmpdir)})
     assert r.returncode == 0, r.stderr
+    assert list(tmpdir.iterdir()) == []  # nothing left in $TMPDIR (torch's import made torchinductor_USER there)
     summary = json.loads(r.stdout)
     assert summary["checkpoint"] == str(out) and out.exists()
     assert isinstance(summary["resp_encoder"], int)
