@@ -415,13 +415,17 @@ def ecg_beats(ch, st, *, path: str | None = None, grid_fs: float | None = None, 
         def read(a: int, b: int) -> np.ndarray:
             return raw[a - s_in:b - s_in]
 
+        grid = base(*gk, read) if base is not None else None
         x = clean_src(r0, r1, read) if clean_src is not None else read(r0, r1)
+        del raw  # (blocks run two at a time: each holds only what it still needs)
         s = ecg_clean(x, fs_c)
+        del x
         # NeuroKit2's `neurokit` QRS candidates (ecg_findpeaks._ecg_findpeaks_neurokit): the
         # gradient's magnitude does not depend on the sign, the most prominent peak does
         smoothgrad = uniform_filter1d(np.abs(np.gradient(s)), smooth_k, mode="nearest")
         avggrad = uniform_filter1d(smoothgrad, avg_k, mode="nearest")
         beg, end_all = _edges(smoothgrad > 1.5 * avggrad)
+        del smoothgrad, avggrad
         ends = end_all[(end_all + r0 >= c0) & (end_all + r0 < c1)] + r0
         cands = {}
         for sign in (+1, -1):
@@ -435,7 +439,6 @@ def ecg_beats(ch, st, *, path: str | None = None, grid_fs: float | None = None, 
             k = (w1 - w0 + win - 1) // win
             rows = s[w0 - r0:w0 - r0 + k * win].reshape(k, win)
             ext = rows[np.arange(k), np.argmax(np.abs(rows), axis=1)]
-        grid = base(*gk, read) if base is not None else None
         return s[c0 - r0:c1 - r0].copy(), cands, ends, ext, grid
 
     spill = Spill()

@@ -620,26 +620,32 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 
 
 def _level(wave: np.ndarray, fs: float) -> np.ndarray:
-    """``wave`` with its running RMS (:data:`LEVEL_S`) brought to the median level, gain <= :data:`MAX_GAIN`."""
+    """``wave`` with its running RMS (:data:`LEVEL_S`) brought to the median level, gain <= :data:`MAX_GAIN`.
+
+    ``wave`` is changed in place (and returned).
+    """
     ok = np.isfinite(wave)
     if ok.sum() < 2:
         return wave
     from scipy.ndimage import uniform_filter1d
 
-    x = np.where(ok, wave, 0.0)
-    # mean power over the valid samples of a centred LEVEL_S window (shorter at the ends: zeros outside);
-    # computed in place (the same arithmetic: a 48-h night's grid is 14 MB per array)
+    x = wave  # in place: the caller's fused waveform (a 48-h night's grid is 14 MB per array)
+    x[~ok] = 0.0
+    # mean power over the valid samples of a centred LEVEL_S window (shorter at the ends: zeros outside)
     m = max(1, int(round(LEVEL_S * fs)))
-    rms = uniform_filter1d(x * x, m, mode="constant")
-    count = uniform_filter1d(ok.astype(np.float64), m, mode="constant")
+    rms = x * x
+    uniform_filter1d(rms, m, mode="constant", output=rms)  # (ndimage filters a copy of each line: in place is safe)
+    count = ok.astype(np.float64)
+    uniform_filter1d(count, m, mode="constant", output=count)
     pos = count > 0
     np.divide(rms, count, out=rms, where=pos)
     del count
     rms[~pos] = 0.0
     np.sqrt(rms, out=rms)
-    typical = float(np.median(rms[ok]))
+    typical = float(np.median(rms[ok], overwrite_input=True))
     if not typical > 0:
-        return wave
+        x[~ok] = np.nan
+        return x
     np.maximum(rms, typical / MAX_GAIN, out=rms)
     np.divide(typical, rms, out=rms)
     np.multiply(x, rms, out=x)

@@ -402,6 +402,8 @@ def compute_sources(names: list[str], ctx: SignalContext) -> tuple[dict[str, Sou
     failures : dict
         name -> one-line reason, for those that could not.
     """
+    from resp_sep.parallel import release_memory
+
     outputs, failures = {}, {}
     for name in names:
         try:
@@ -410,6 +412,9 @@ def compute_sources(names: list[str], ctx: SignalContext) -> tuple[dict[str, Sou
             if e.exit_code not in (3,):  # model and usage errors are the user's to fix: stop
                 raise
             failures[name] = e.problem
+        # each source's temporaries (whole-grid interpolations and filters) back to the system before
+        # the next: left in the C heap they add up to more than the sources themselves over a long night
+        release_memory()
     return outputs, failures
 
 
