@@ -52,7 +52,8 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
 
     Parameters
     ----------
-    sep : Separator
+    sep : Separator or OnnxSeparator
+        Anything with ``respiration_segments`` and ``device`` (:func:`resp_sep.onnxrun.load_separator`).
     read : callable
         ``read(a, b)`` returns samples ``a..b-1`` of the channel (physical units, float64, finite:
         missing samples bridged, :class:`resp_sep.chunks.Bridged`; the channel checked before,
@@ -74,9 +75,7 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
     InputError
         Too short for one segment.
     """
-    from resp_sep.separate import segment_starts, triangular_weights
-
-    import torch
+    from resp_sep.segments import batch_workers, default_batch, map_batches, segment_starts, triangular_weights
 
     def read_checked(a: int, b: int) -> np.ndarray:
         return np.asarray(read(a, b), dtype=np.float64)
@@ -105,15 +104,14 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
     L = SEGMENT_LEN
     hop = L // 2 if hop is None else int(hop)
     if batch_size is None:
-        batch_size = 128 if torch.device(sep.device).type == "cuda" else 16
+        batch_size = default_batch(sep.device)
     starts = segment_starts(n200, L, hop)
     w = triangular_weights(L, hop)
     batches = [starts[a:a + batch_size] for a in range(0, len(starts), batch_size)]
 
-    def run(st: np.ndarray) -> np.ndarray:
+    def segments(st: np.ndarray) -> np.ndarray:
         x = get200(int(st[0]), int(st[-1]) + L)
-        segs = np.lib.stride_tricks.sliding_window_view(x, L)[st - st[0]]
-        return np.asarray(sep.respiration_segments(np.ascontiguousarray(segs)), dtype=np.float64)
+        return np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(x, L)[st - st[0]])
 
     done = [0]
 
@@ -122,8 +120,22 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
         if progress:
             progress(done[0], len(starts))
 
-    # the last batch first: the 200-Hz output's last sample (only the last segment covers it)
-    last_out = run(batches[-1])
+    # the last batch first: the 200-Hz output's last sample (only the last segment covers it). The
+    # segments are read here, in order; the network may run on several batches at once (map_batches)
+    order = [batches[-1], *batches[:-1]]
+    outputs = map_batches(sep.respiration_segments, (segments(st) for st in order), batch_workers(sep))
+    try:
+        return _stitch(outputs, batches, w, n200, out_fs, block, tick)
+    finally:
+        outputs.close()
+
+
+def _stitch(outputs, batches: list[np.ndarray], w: np.ndarray, n200: int, out_fs: float, block: int,
+            tick: Callable[[int], None]) -> np.ndarray:
+    """Overlap-add the batches' outputs (the last batch's first, then the others in order) and resample
+    the finished 200-Hz samples to ``out_fs`` as they become final."""
+    L = SEGMENT_LEN
+    last_out = next(outputs)
     tick(len(batches[-1]))
     y_last = (0.0 + w[L - 1] * last_out[-1][L - 1]) / (0.0 + w[L - 1])
 
@@ -163,7 +175,7 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
             fbase = keep_from
 
     for bi, st in enumerate(batches):
-        y = last_out if bi == len(batches) - 1 else run(st)
+        y = last_out if bi == len(batches) - 1 else next(outputs)
         if bi != len(batches) - 1:
             tick(len(st))
         end = int(st[-1]) + L
