@@ -62,6 +62,8 @@ TOLERANCE = 1e-5
 #: modules whose source defines the exported network: part of the cache key
 SOURCES = ("model.py", "separate.py", "onnxrun.py", "segments.py")
 ENGINES = ("auto", "onnx", "torch")
+#: segments per ONNX Runtime call (OnnxSeparator.run_batch)
+RUN_BATCH = int(os.environ.get("_RESPSEP_RUN_BATCH", "4"))
 
 
 class ExportError(ModelError):
@@ -355,6 +357,9 @@ class OnnxSeparator:
     note: str = ""
     device: str = "cpu"
     engine: str = "onnx"
+    #: segments per network call: the activations of a call take ~6 MB per segment, and the outputs do
+    #: not depend on how a batch is split (tests/test_onnxrun.py)
+    run_batch: int = RUN_BATCH
     _sess: object = field(default=None, repr=False)
 
     @classmethod
@@ -409,8 +414,9 @@ class OnnxSeparator:
         ndarray, shape (b, L), float32
         """
         x, span = scale_segments(segs, self.clip_pct)
-        p = self.session.run(None, {"x": x[:, None]})[0]
-        return unscale(p[:, 0], span, self.sign)
+        n = self.run_batch
+        p = np.concatenate([self.session.run(None, {"x": x[a:a + n, None]})[0][:, 0] for a in range(0, len(x), n)])
+        return unscale(p, span, self.sign)
 
     def extract(self, x: np.ndarray, fs: float = MODEL_FS, *, out_fs: float = 25.0, hop: int | None = None,
                 batch_size: int | None = None, progress: Callable[[int, int], None] | None = None,
