@@ -55,19 +55,19 @@ def triangular_weights(length: int, hop: int) -> np.ndarray:
     return w / w.max()
 
 
-def map_batches(fn: Callable[[np.ndarray], np.ndarray], batches: Iterable[np.ndarray],
-                workers: int = 1) -> Iterator[np.ndarray]:
-    """``fn`` of each batch of segments, as float64, in order.
+def map_batches(fn: Callable, batches: Iterable, workers: int = 1) -> Iterator[np.ndarray]:
+    """``fn`` of each batch (of segments, or of what makes them), as float64 arrays, in order.
 
     With ``workers > 1``, that many batches are computed at once in threads
     (:func:`resp_sep.parallel.ordered_map`: at most two batches ahead per worker), while the batches
-    themselves are produced by the caller's thread, in order. A batch's output depends on that batch
-    alone, so the numbers do not depend on ``workers``. The ONNX back end runs this way on one-thread
-    sessions (:attr:`resp_sep.onnxrun.OnnxSeparator.batch_workers`): coarse tasks keep both cores
-    busy on a loaded machine, where a parallel region per operator waits for every descheduled thread.
+    themselves are produced by the caller's thread, in order (a reader need not be thread-safe). A
+    batch's output depends on that batch alone, so the numbers do not depend on ``workers``. The
+    ONNX back end runs this way on one-thread sessions
+    (:attr:`resp_sep.onnxrun.OnnxSeparator.batch_workers`): coarse tasks keep both cores busy on a
+    loaded machine, where a parallel region per operator waits for every descheduled thread.
     """
-    def one(segs: np.ndarray) -> np.ndarray:
-        return np.asarray(fn(segs), dtype=np.float64)
+    def one(batch) -> np.ndarray:
+        return np.asarray(fn(batch), dtype=np.float64)
 
     if workers <= 1:
         yield from map(one, batches)

@@ -21,6 +21,10 @@ How it stays identical to the whole-array path
   divided by the same weight sum; a sample is final once the next batch starts after it.
 * The 200-Hz respiration's *last* sample is needed before anything can be resampled to the
   output rate (the line extension uses it), so the last batch is run first and kept.
+* **Threads**: the channel is read in the calling thread, in order; a separator with
+  ``batch_workers > 1`` (the ONNX back end) resamples each batch to 200 Hz and runs the network on
+  it in worker threads, several batches at once (:func:`resp_sep.segments.map_batches`). Each
+  batch's numbers depend on its own input samples only, so they are the same in any thread.
 
 tests/test_stream.py checks equality with the whole-array path at many lengths, hops, batch
 sizes and block sizes, with block boundaries falling everywhere.
@@ -83,20 +87,33 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
     x_first = float(read_checked(0, 1)[0])
     x_last = float(read_checked(n_in - 1, n_in)[0])
     up, down = rate_ratio(fs, MODEL_FS)
-    if up == down:
-        n200 = n_in
+    r1 = None if up == down else LineResampler(n_in, up, down, x_first, x_last)
+    n200 = n_in if r1 is None else r1.n_out
 
-        def get200(a: int, b: int) -> np.ndarray:
-            return read_checked(a, b).astype(np.float32)
-    else:
-        r1 = LineResampler(n_in, up, down, x_first, x_last)
-        n200 = r1.n_out
+    # reading (the caller's reader, not thread-safe) happens here, in order; resampling the batch to
+    # 200 Hz and the network may run in the batch workers (map_batches), several batches at once
+    def fetch(a: int, b: int) -> tuple[int, int, int, np.ndarray]:
+        """The input samples 200-Hz samples ``[a, b)`` depend on: ``(a, b, first input index, samples)``."""
+        if r1 is None:
+            return a, b, a, read_checked(a, b)
+        lo, hi = r1.needs(a, b)
+        i0, i1 = max(lo, 0), min(hi, n_in)
+        return a, b, i0, (read_checked(i0, i1) if i1 > i0 else np.zeros(0))
 
-        def get200(a: int, b: int) -> np.ndarray:
-            out = np.empty(b - a, dtype=np.float32)
-            for k in range(a, b, block):
-                out[k - a:min(b, k + block) - a] = r1.compute(k, min(b, k + block), read_checked)
-            return out
+    def at200(task: tuple[int, int, int, np.ndarray]) -> np.ndarray:
+        """200-Hz samples ``[a, b)`` (float32) from :func:`fetch`'s input samples (the same numbers
+        whatever the blocks: :class:`LineResampler` computes each output from its own inputs)."""
+        a, b, i0, raw = task
+        if r1 is None:
+            return raw.astype(np.float32)
+
+        def from_raw(i: int, j: int) -> np.ndarray:
+            return raw[i - i0:j - i0]
+
+        out = np.empty(b - a, dtype=np.float32)
+        for k in range(a, b, block):
+            out[k - a:min(b, k + block) - a] = r1.compute(k, min(b, k + block), from_raw)
+        return out
     if n200 < SEGMENT_LEN:
         raise InputError(
             f"recording too short: {n200 / MODEL_FS:.1f} s, the separator needs at least "
@@ -109,9 +126,11 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
     w = triangular_weights(L, hop)
     batches = [starts[a:a + batch_size] for a in range(0, len(starts), batch_size)]
 
-    def segments(st: np.ndarray) -> np.ndarray:
-        x = get200(int(st[0]), int(st[-1]) + L)
-        return np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(x, L)[st - st[0]])
+    def separate(task) -> np.ndarray:
+        st, inputs = task
+        x = at200(inputs)
+        segs = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(x, L)[st - st[0]])
+        return sep.respiration_segments(segs)
 
     done = [0]
 
@@ -120,10 +139,10 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
         if progress:
             progress(done[0], len(starts))
 
-    # the last batch first: the 200-Hz output's last sample (only the last segment covers it). The
-    # segments are read here, in order; the network may run on several batches at once (map_batches)
+    # the last batch first: the 200-Hz output's last sample (only the last segment covers it)
     order = [batches[-1], *batches[:-1]]
-    outputs = map_batches(sep.respiration_segments, (segments(st) for st in order), batch_workers(sep))
+    tasks = ((st, fetch(int(st[0]), int(st[-1]) + L)) for st in order)
+    outputs = map_batches(separate, tasks, batch_workers(sep))
     try:
         return _stitch(outputs, batches, w, n200, out_fs, block, tick)
     finally:
