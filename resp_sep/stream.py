@@ -147,6 +147,8 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
         return _stitch(outputs, batches, w, n200, out_fs, block, tick)
     finally:
         outputs.close()
+        if hasattr(sep, "release"):  # the ONNX session's buffers: not needed by the stages after this one
+            sep.release()
 
 
 def _stitch(outputs, batches: list[np.ndarray], w: np.ndarray, n200: int, out_fs: float, block: int,
