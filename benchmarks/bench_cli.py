@@ -32,6 +32,7 @@ console script)::
     python benchmarks/bench_cli.py --nights sim --formats edf,bdf,wfdb --hours 8 --methods default
     python benchmarks/bench_cli.py --hours 8 --repeats 5
     python benchmarks/bench_cli.py --methods default,separator,ecg_r_amplitude
+    python benchmarks/bench_cli.py --hours 8 --methods separator,separator:--engine=torch,separator:--hop=61.44
     python benchmarks/bench_cli.py --quick                   # 1 h, 1 repeat (smoke run)
 """
 
@@ -237,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--formats", default="edf", help="formats of the simulated nights: edf,bdf,wfdb (default edf)")
     ap.add_argument("--repeats", type=int, default=3, help="paired runs per length (median; default 3)")
     ap.add_argument("--methods", default="default,separator,ecg_r_amplitude",
-                    help="comma-separated: 'default' (no --method flag) and/or --method names "
+                    help="comma-separated: 'default' (no --method flag) and/or --method names, each optionally "
+                         "followed by extract options after colons, e.g. separator:--engine=torch:--hop=61.44 "
                          "(default: default,separator,ecg_r_amplitude)")
     ap.add_argument("--threads", type=int, default=2, help="respsep --threads (default 2)")
     ap.add_argument("--startup-repeats", type=int, default=5, help="runs per start-up command (default 5)")
@@ -278,9 +280,10 @@ def main(argv: list[str] | None = None) -> int:
                 for m in methods:
                     cmd = [exe, "extract", str(edf), "--out", f"{tmp}/r.csv", "--overwrite", "--quiet",
                            "--threads", str(a.threads)]
-                    if m not in ("default", "separator(default)"):
-                        cmd += ["--method", m]
-                    plan.append((m, cmd))
+                    name, *extra = m.split(":")  # "separator:--engine=torch": options after colons
+                    if name not in ("default", "separator(default)"):
+                        cmd += ["--method", name]
+                    plan.append((m, cmd + extra))
                 for name, cmd in plan:
                     r = run_measured(cmd, env)
                     r.update(night=night, hours=h, rep=rep, method=name, load=C.load_average())

@@ -385,10 +385,10 @@ def extract_batch(inputs: Sequence[str | os.PathLike], *, out: str | None = None
         tasks.append((it, paths))
     needed = model_signals(algo.method, algo.signal, algo.model) if tasks else []
     if needed:  # fail early, once, on a missing or broken model (exit 5), before any output is created
-        from resp_sep.checkpoint import check_model  # imports torch: only when a separator will run
+        from resp_sep.checkpoint import check_model  # imports torch only to export a model's ONNX graph once
 
         for name, kinds in needed:
-            check_model(name, kinds, device=algo.device)
+            check_model(name, kinds, device=algo.device, engine=algo.engine)
     created = make_folder(out_dir) if (out_dir and tasks) else None
     table = _Summary(summary_path(out_dir, sh), items) if out_dir and (tasks or res.results) else None
     per_job = algo.threads or max(1, (os.cpu_count() or 1) // jobs)

@@ -412,7 +412,8 @@ def extract(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Files processed in parallel (CPU)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Only this task's share of the inputs: K/N (the K-th of N, K counting from 1) or slurm (from SLURM_ARRAY_TASK_ID/_MIN/_COUNT, any --array base)."),
-    threads: int = typer.Option(_defaults()[0].threads, "--threads", help="Torch CPU threads per job (0 = cores / jobs)."),
+    threads: int = typer.Option(_defaults()[0].threads, "--threads", help="Separator CPU threads per job (0 = cores / jobs)."),
+    engine: str = typer.Option(_defaults()[0].engine, "--engine", help="Separator back end: auto (ONNX Runtime on CPU, torch on CUDA), onnx or torch (the reference)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report (one entry per file) instead of tables."),
 ) -> None:
@@ -431,7 +432,8 @@ def extract(
     from resp_sep.pipeline import ExtractOptions
 
     opts = ExtractOptions(method=method, signal=signal, model=tuple(model or ()), device=device,
-                          channel=parse_overrides(channel) or None, hop_s=hop_s, batch_size=batch_size, threads=threads)
+                          channel=parse_overrides(channel) or None, hop_s=hop_s, batch_size=batch_size, threads=threads,
+                          engine=engine)
     output = OutputOptions(out_rate=out_rate, window_s=window, fmt=fmt)
     bar = None if (quiet or as_json) else _ExtractProgress()
 

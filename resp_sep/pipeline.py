@@ -172,8 +172,10 @@ class ExtractOptions:
     stream: bool = True
     #: core length (s) of the blocks an input is processed in (resp_sep.chunks.BLOCK_S)
     block_s: float = 1200.0
-    #: torch CPU threads when a separator is loaded (0: torch's default)
+    #: CPU threads of a separator (0: resp_sep.parallel.budget() for ONNX Runtime, torch's default for torch)
     threads: int = 0
+    #: separator back end: auto (ONNX Runtime on CPU, torch on CUDA), onnx or torch (resp_sep.onnxrun)
+    engine: str = "auto"
     #: keep every source's 10-Hz waveform in the result (``Respiration.sources``); False frees them after
     #: the fusion (a batch run that draws no figure: 14 MB per source over 48 h)
     keep_sources: bool = True
@@ -197,6 +199,10 @@ class ExtractOptions:
         check_float("--hop", self.hop_s, 0, 61.44, lo_open=True, unit="s")
         check_int("--batch-size", self.batch_size, 1, 65_536)
         check_int("--threads", self.threads, 0, 1024)
+        from resp_sep.onnxrun import check_engine, uses_onnx
+
+        self.engine = check_engine(self.engine)
+        uses_onnx(self.device, self.engine)  # --engine onnx with --device cuda: refused now
         check_float("block_s", self.block_s, 0, lo_open=True, unit="s")
         return self
 
@@ -336,6 +342,7 @@ def respiration(rec, opts: ExtractOptions, separators: dict | None = None,
     release_memory()  # the passes' temporaries, before fusion allocates its own
     fused = fuse(waves, GRID_FS, families=source_families(waves))
     used = {k: separators[k] for k in separators if f"separator_{k}" in outputs}
+    notes.extend(s.note for s in used.values() if getattr(s, "note", ""))
     if not opts.keep_sources:
         del waves
         outputs = {k: SourceOutput(o.name, o.kind, np.zeros(0), o.fs) for k, o in outputs.items()}
@@ -497,14 +504,15 @@ def _run_inputs(contexts: dict, wanted: dict, path: str, cancel, meter: _Progres
 def _separator(kind: str, opts: ExtractOptions, cache: dict, path: str, several: bool):
     """The separator for ``kind``: a ``--model`` given for it (``KIND=PATH`` or a checkpoint of that signal), else shipped."""
     if kind not in cache:
-        from resp_sep.separate import Separator
+        from resp_sep.onnxrun import load_separator
 
-        cache[kind] = Separator.from_checkpoint(_model_for(kind, opts.model, several), kind, opts.device,
-                                                threads=opts.threads)
+        cache[kind] = load_separator(_model_for(kind, opts.model, several, opts.device, opts.engine), kind,
+                                     opts.device, threads=opts.threads, engine=opts.engine)
     return cache[kind]
 
 
-def _model_for(kind: str, models: tuple[str, ...], several: bool) -> str | None:
+def _model_for(kind: str, models: tuple[str, ...], several: bool, device: str = "auto",
+               engine: str = "auto") -> str | None:
     plain = []
     for m in models:
         pre, _, rest = m.partition("=")
@@ -514,9 +522,9 @@ def _model_for(kind: str, models: tuple[str, ...], several: bool) -> str | None:
         else:
             plain.append(m)
     for m in plain:
-        from resp_sep.checkpoint import load_checkpoint, resolve_model
+        from resp_sep.checkpoint import checkpoint_signal, resolve_model
 
-        if str(load_checkpoint(resolve_model(m, kind)).get("signal", "")) == kind:
+        if checkpoint_signal(resolve_model(m, kind), device, engine) == kind:
             return m
     if len(plain) == 1 and not several:
         return plain[0]  # a single model for a single input: whatever it was trained on, the user asked for it

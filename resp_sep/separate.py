@@ -20,6 +20,7 @@ fp32, eager) that the fast path is tested and benchmarked against.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,82 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resp_sep.errors import InputError
 from resp_sep.preprocess import MODEL_FS, SEGMENT_LEN, resample
-
-
-def segment_starts(n: int, length: int, hop: int) -> np.ndarray:
-    """Start indices covering ``n`` samples with segments of ``length`` and step ``hop``.
-
-    The last start is ``n - length`` so the tail is covered without padding.
-
-    Raises
-    ------
-    ValueError
-        When ``n < length``.
-    """
-    if n < length:
-        raise ValueError(f"signal of {n} samples is shorter than one segment ({length})")
-    if hop <= 0 or hop > length:
-        raise ValueError("hop must be in 1..length")
-    starts = np.arange(0, n - length + 1, hop)
-    if starts[-1] != n - length:
-        starts = np.append(starts, n - length)
-    return starts
-
-
-def triangular_weights(length: int, hop: int) -> np.ndarray:
-    """Cross-fade weights: a triangle (trapezoid when hop < length/2) that is > 0 everywhere.
-
-    Rising over the first ``length - hop`` samples would also work; a plain triangle, as in
-    demucs, keeps the seams far from either segment's edges, where a convolutional network is
-    least reliable (zero padding).
-    """
-    i = np.arange(length, dtype=np.float64)
-    w = np.minimum(i + 1, length - i)
-    return w / w.max()
-
-
-def overlap_add(x: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], length: int = SEGMENT_LEN,
-                hop: int | None = None, batch_size: int = 16,
-                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Apply ``fn`` to overlapping segments of ``x`` and blend the results.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n,)
-    fn : callable
-        Maps a batch of segments ``(b, length)`` to outputs ``(b, length)``.
-    length, hop : int
-        Segment length and step in samples (default hop: ``length // 2``).
-    batch_size : int
-        Segments per call of ``fn``.
-    progress : callable, optional
-        ``progress(done, total)`` after each batch (segments).
-
-    Returns
-    -------
-    ndarray, shape (n,), float64
-        ``sum_k w_k y_k / sum_k w_k``; equals ``x`` exactly when ``fn`` is the identity.
-    """
-    x = np.asarray(x)
-    hop = length // 2 if hop is None else int(hop)
-    starts = segment_starts(len(x), length, hop)
-    w = triangular_weights(length, hop)
-    acc = np.zeros(len(x), dtype=np.float64)
-    wsum = np.zeros(len(x), dtype=np.float64)
-    view = np.lib.stride_tricks.sliding_window_view(x, length)
-    for a in range(0, len(starts), batch_size):
-        st = starts[a:a + batch_size]
-        y = np.asarray(fn(np.ascontiguousarray(view[st])), dtype=np.float64)
-        for s, yk in zip(st, y):
-            acc[s:s + length] += w * yk
-            wsum[s:s + length] += w
-        if progress:
-            progress(min(a + batch_size, len(starts)), len(starts))
-    if not np.all(wsum > 0):  # cannot happen with segment_starts; checked because it matters
-        raise AssertionError("overlap-add left samples uncovered")
-    return acc / wsum
+from resp_sep.segments import (  # noqa: F401 - segment_starts, triangular_weights: re-exported
+    at_model_rate,
+    extract_array,
+    overlap_add,
+    scale_segments,
+    segment_starts,
+    triangular_weights,
+    unscale,
+)
 
 
 class RespirationNet(nn.Module):
@@ -133,11 +68,17 @@ class RespirationNet(nn.Module):
     model : MultiEncoderAE
     k : int
         Encoder to decode.
+    portable : bool
+        Compute the GroupNorm statistics with explicit two-level means (:func:`portable_group_norm`)
+        instead of ``F.group_norm``: the form exported to ONNX (:mod:`resp_sep.onnxrun`), where
+        ``F.group_norm`` becomes an InstanceNormalization whose float32 statistics drift by up to
+        ~1e-5 on the decoder's post-ReLU activations.
     """
 
     @torch.no_grad()
-    def __init__(self, model: nn.Module, k: int):
+    def __init__(self, model: nn.Module, k: int, *, portable: bool = False):
         super().__init__()
+        self.portable = portable
         cfg = model.config
         n = cfg.n_encoders
         if not 0 <= k < n:
@@ -207,14 +148,14 @@ class RespirationNet(nn.Module):
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(F.conv1d(self.encoder(x), self.dec_in_w, self.dec_in_b))
-        h = F.group_norm(h, self.norm_in[0], self.norm_in_w, self.norm_in_b, self.norm_in[1])
+        h = self._group_norm(h, self.norm_in[0], self.norm_in_w, self.norm_in_b, self.norm_in[1])
         last = len(self.dec_w) - 1
         for i, (w, b, (pl, pr), (groups, eps), nw, nb) in enumerate(
                 zip(self.dec_w, self.dec_b, self.pads, self.groups, self.norm_w, self.norm_b)):
             y = F.conv1d(h, w, b, padding=pl) if pl == pr else F.conv1d(F.pad(h, (pl, pr)), w, b)
             # (b, 2c, M), row 2 o + r = output sample 2 m + r of channel o; a group's rows are
             # contiguous and hold the same values as after interleaving: same statistics
-            y = F.group_norm(F.relu_(y), groups, nw, nb, eps)
+            y = self._group_norm(F.relu_(y), groups, nw, nb, eps)
             bsz, c2, m = y.shape
             if i < last:
                 h = y.view(bsz, c2 // 2, 2, m).transpose(2, 3).reshape(bsz, c2 // 2, 2 * m)
@@ -222,6 +163,39 @@ class RespirationNet(nn.Module):
                 o = torch.matmul(self.out_w, y.view(bsz, c2 // 2, 2 * m)) + self.out_b  # (b, out, 2M)
                 return o.view(bsz, -1, 2, m).transpose(2, 3).reshape(bsz, -1, 2 * m)
         return torch.matmul(self.out_w, h) + self.out_b
+
+    def _group_norm(self, x: torch.Tensor, groups: int, w: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
+        if self.portable:
+            return portable_group_norm(x, groups, w, b, eps)
+        return F.group_norm(x, groups, w, b, eps)
+
+
+def portable_group_norm(x: torch.Tensor, groups: int, w: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
+    """``F.group_norm(x, groups, w, b, eps)`` from elementary operations, accurate in float32 on any runtime.
+
+    The mean and variance of each group's ``n`` values are means of means over blocks of up to 64
+    (a two-level sum: rounding error ~(64 + n / 64) eps instead of ~n eps for one running sum), and
+    the variance is taken about the mean (two passes), so they stay accurate when the values sit far
+    from zero (post-ReLU activations). Exported to ONNX this is ReduceMean, Sub, Mul, Sqrt and
+    Div nodes, which every runtime computes the same way.
+
+    Parameters
+    ----------
+    x : Tensor, shape (b, c, m)
+    groups : int
+        Divides ``c``.
+    w, b : Tensor, shape (c,)
+        Affine parameters.
+    """
+    bsz, c, m = x.shape
+    n = (int(c) // groups) * int(m)
+    blk = math.gcd(n, 64)
+    h = x.reshape(bsz, groups, n // blk, blk)
+    mu = h.mean(dim=3, keepdim=True).mean(dim=2, keepdim=True)
+    d = h - mu
+    var = (d * d).mean(dim=3, keepdim=True).mean(dim=2, keepdim=True)
+    y = (d / torch.sqrt(var + eps)).reshape(bsz, c, m)
+    return y * w[:, None] + b[:, None]
 
 
 def _polyphase(conv: nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
@@ -280,6 +254,8 @@ class Separator:
     fast: bool = True
     compile: bool = False
     clip_pct: float = 0.0  # robust scaling of the checkpoint (percent clipped at either end; 0 = min-max)
+    note: str = ""  # remark for the user (why ONNX Runtime was not used: resp_sep.onnxrun.load_separator)
+    engine: str = "torch"
 
     # fast: run the model through RespirationNet (same function, fewer operations; bf16 autocast on
     # CUDA). False: encode with every encoder and decode the masked encoding, in the model's dtype.
@@ -389,14 +365,8 @@ class Separator:
         InputError
             Signal shorter than one segment (61.44 s).
         """
-        # float32 at 200 Hz: what the model sees anyway (segments are cast to float32), half the memory
-        x = _at_model_rate(x, fs, path).astype(np.float32, copy=False)
-        if batch_size is None:
-            batch_size = 128 if torch.device(self.device).type == "cuda" else 16
-        y = overlap_add(x, self.respiration_segments, SEGMENT_LEN, hop, batch_size, progress)
-        if out_fs != MODEL_FS:
-            y = resample(y, MODEL_FS, out_fs)
-        return y.astype(np.float32)
+        return extract_array(self, x, fs, out_fs=out_fs, hop=hop, batch_size=batch_size, progress=progress,
+                             path=path)
 
 
 def extract_plain(model: torch.nn.Module, x: np.ndarray, fs: float = MODEL_FS, resp_encoder: int = 0, *,
@@ -443,38 +413,19 @@ def extract_plain(model: torch.nn.Module, x: np.ndarray, fs: float = MODEL_FS, r
 
 
 def _at_model_rate(x: np.ndarray, fs: float, path: str | None = None) -> np.ndarray:
-    if fs != MODEL_FS:
-        x = resample(x, fs, MODEL_FS)
-    if len(x) < SEGMENT_LEN:
-        raise InputError(
-            f"recording too short: {len(x) / MODEL_FS:.1f} s, the separator needs at least "
-            f"{SEGMENT_LEN / MODEL_FS:.2f} s", path)
-    return x
+    return at_model_rate(x, fs, path)
 
 
 def _scaled_batch(segs: np.ndarray, device: torch.device, clip_pct: float = 0.0) -> tuple[torch.Tensor, np.ndarray]:
-    """Min-max scale raw segments ``(b, L)`` -> tensor ``(b, 1, L)`` on ``device`` and the spans.
-
-    ``clip_pct > 0``: robust scaling as in training (:func:`resp_sep.preprocess.robust_scale`):
-    the bounds are the ``clip_pct`` / ``100 - clip_pct`` percentiles and samples beyond them clip.
-    """
-    segs = np.asarray(segs, dtype=np.float32)
-    if clip_pct:
-        from resp_sep.preprocess import robust_bounds
-
-        lo, hi = robust_bounds(segs, clip_pct)
-        span = np.where(hi - lo > 0, hi - lo, 1.0)
-        return torch.from_numpy(np.clip((segs - lo) / span, 0.0, 1.0))[:, None].to(device), span
-    lo = segs.min(axis=1, keepdims=True)
-    span = segs.max(axis=1, keepdims=True) - lo
-    span = np.where(span > 0, span, 1.0)
-    return torch.from_numpy((segs - lo) / span)[:, None].to(device), span
+    """Min-max scale raw segments ``(b, L)`` -> tensor ``(b, 1, L)`` on ``device`` and the spans
+    (:func:`resp_sep.segments.scale_segments`)."""
+    x, span = scale_segments(segs, clip_pct)
+    return torch.from_numpy(x)[:, None].to(device), span
 
 
 def _unscaled(y: torch.Tensor, span: np.ndarray, sign: float) -> np.ndarray:
     """Sigmoid outputs ``(b, L)`` back to input units (offset removed), times ``sign``."""
-    y = y.float().cpu().numpy() * span
-    return (sign * (y - y.mean(axis=1, keepdims=True))).astype(np.float32)
+    return unscale(y.float().cpu().numpy(), span, sign)
 
 
 # -------------------------------------------------------------------------------- whole files

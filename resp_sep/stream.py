@@ -21,6 +21,10 @@ How it stays identical to the whole-array path
   divided by the same weight sum; a sample is final once the next batch starts after it.
 * The 200-Hz respiration's *last* sample is needed before anything can be resampled to the
   output rate (the line extension uses it), so the last batch is run first and kept.
+* **Threads**: the channel is read in the calling thread, in order; a separator with
+  ``batch_workers > 1`` (the ONNX back end) resamples each batch to 200 Hz and runs the network on
+  it in worker threads, several batches at once (:func:`resp_sep.segments.map_batches`). Each
+  batch's numbers depend on its own input samples only, so they are the same in any thread.
 
 tests/test_stream.py checks equality with the whole-array path at many lengths, hops, batch
 sizes and block sizes, with block boundaries falling everywhere.
@@ -52,7 +56,8 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
 
     Parameters
     ----------
-    sep : Separator
+    sep : Separator or OnnxSeparator
+        Anything with ``respiration_segments`` and ``device`` (:func:`resp_sep.onnxrun.load_separator`).
     read : callable
         ``read(a, b)`` returns samples ``a..b-1`` of the channel (physical units, float64, finite:
         missing samples bridged, :class:`resp_sep.chunks.Bridged`; the channel checked before,
@@ -74,9 +79,7 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
     InputError
         Too short for one segment.
     """
-    from resp_sep.separate import segment_starts, triangular_weights
-
-    import torch
+    from resp_sep.segments import batch_workers, default_batch, map_batches, segment_starts, triangular_weights
 
     def read_checked(a: int, b: int) -> np.ndarray:
         return np.asarray(read(a, b), dtype=np.float64)
@@ -84,20 +87,33 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
     x_first = float(read_checked(0, 1)[0])
     x_last = float(read_checked(n_in - 1, n_in)[0])
     up, down = rate_ratio(fs, MODEL_FS)
-    if up == down:
-        n200 = n_in
+    r1 = None if up == down else LineResampler(n_in, up, down, x_first, x_last)
+    n200 = n_in if r1 is None else r1.n_out
 
-        def get200(a: int, b: int) -> np.ndarray:
-            return read_checked(a, b).astype(np.float32)
-    else:
-        r1 = LineResampler(n_in, up, down, x_first, x_last)
-        n200 = r1.n_out
+    # reading (the caller's reader, not thread-safe) happens here, in order; resampling the batch to
+    # 200 Hz and the network may run in the batch workers (map_batches), several batches at once
+    def fetch(a: int, b: int) -> tuple[int, int, int, np.ndarray]:
+        """The input samples 200-Hz samples ``[a, b)`` depend on: ``(a, b, first input index, samples)``."""
+        if r1 is None:
+            return a, b, a, read_checked(a, b)
+        lo, hi = r1.needs(a, b)
+        i0, i1 = max(lo, 0), min(hi, n_in)
+        return a, b, i0, (read_checked(i0, i1) if i1 > i0 else np.zeros(0))
 
-        def get200(a: int, b: int) -> np.ndarray:
-            out = np.empty(b - a, dtype=np.float32)
-            for k in range(a, b, block):
-                out[k - a:min(b, k + block) - a] = r1.compute(k, min(b, k + block), read_checked)
-            return out
+    def at200(task: tuple[int, int, int, np.ndarray]) -> np.ndarray:
+        """200-Hz samples ``[a, b)`` (float32) from :func:`fetch`'s input samples (the same numbers
+        whatever the blocks: :class:`LineResampler` computes each output from its own inputs)."""
+        a, b, i0, raw = task
+        if r1 is None:
+            return raw.astype(np.float32)
+
+        def from_raw(i: int, j: int) -> np.ndarray:
+            return raw[i - i0:j - i0]
+
+        out = np.empty(b - a, dtype=np.float32)
+        for k in range(a, b, block):
+            out[k - a:min(b, k + block) - a] = r1.compute(k, min(b, k + block), from_raw)
+        return out
     if n200 < SEGMENT_LEN:
         raise InputError(
             f"recording too short: {n200 / MODEL_FS:.1f} s, the separator needs at least "
@@ -105,15 +121,16 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
     L = SEGMENT_LEN
     hop = L // 2 if hop is None else int(hop)
     if batch_size is None:
-        batch_size = 128 if torch.device(sep.device).type == "cuda" else 16
+        batch_size = default_batch(sep.device)
     starts = segment_starts(n200, L, hop)
     w = triangular_weights(L, hop)
     batches = [starts[a:a + batch_size] for a in range(0, len(starts), batch_size)]
 
-    def run(st: np.ndarray) -> np.ndarray:
-        x = get200(int(st[0]), int(st[-1]) + L)
-        segs = np.lib.stride_tricks.sliding_window_view(x, L)[st - st[0]]
-        return np.asarray(sep.respiration_segments(np.ascontiguousarray(segs)), dtype=np.float64)
+    def separate(task) -> np.ndarray:
+        st, inputs = task
+        x = at200(inputs)
+        segs = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(x, L)[st - st[0]])
+        return sep.respiration_segments(segs)
 
     done = [0]
 
@@ -123,7 +140,23 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
             progress(done[0], len(starts))
 
     # the last batch first: the 200-Hz output's last sample (only the last segment covers it)
-    last_out = run(batches[-1])
+    order = [batches[-1], *batches[:-1]]
+    tasks = ((st, fetch(int(st[0]), int(st[-1]) + L)) for st in order)
+    outputs = map_batches(separate, tasks, batch_workers(sep))
+    try:
+        return _stitch(outputs, batches, w, n200, out_fs, block, tick)
+    finally:
+        outputs.close()
+        if hasattr(sep, "release"):  # the ONNX session's buffers: not needed by the stages after this one
+            sep.release()
+
+
+def _stitch(outputs, batches: list[np.ndarray], w: np.ndarray, n200: int, out_fs: float, block: int,
+            tick: Callable[[int], None]) -> np.ndarray:
+    """Overlap-add the batches' outputs (the last batch's first, then the others in order) and resample
+    the finished 200-Hz samples to ``out_fs`` as they become final."""
+    L = SEGMENT_LEN
+    last_out = next(outputs)
     tick(len(batches[-1]))
     y_last = (0.0 + w[L - 1] * last_out[-1][L - 1]) / (0.0 + w[L - 1])
 
@@ -163,7 +196,7 @@ def extract_stream(sep, read: Reader, n_in: int, fs: float, *, out_fs: float = 2
             fbase = keep_from
 
     for bi, st in enumerate(batches):
-        y = last_out if bi == len(batches) - 1 else run(st)
+        y = last_out if bi == len(batches) - 1 else next(outputs)
         if bi != len(batches) - 1:
             tick(len(st))
         end = int(st[-1]) + L

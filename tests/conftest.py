@@ -19,6 +19,19 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 SHARED_REASON = "../shared/data not present (real recordings are not shipped)"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _model_cache(tmp_path_factory):
+    """The separators' ONNX graphs (resp_sep/onnxrun.py) go to a cache of this test session, never the user's:
+    every session exports the models it uses afresh (subprocesses inherit the variable)."""
+    old = os.environ.get("RESPSEP_CACHE_DIR")
+    os.environ["RESPSEP_CACHE_DIR"] = str(tmp_path_factory.mktemp("respsep-cache"))
+    yield
+    if old is None:
+        os.environ.pop("RESPSEP_CACHE_DIR", None)
+    else:
+        os.environ["RESPSEP_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of ``../shared/data``; skips the test when it is absent (a fresh clone)."""

@@ -217,3 +217,57 @@ def test_marsh_all_subjects_thorax_vs_annotations():
     print(f"MARSH Thorax IP vs annotations: MAE {err.mean():.2f} breaths/min over {err.size} windows")
     assert err.size >= 250
     assert err.mean() < 0.6 and np.mean(err < 2) > 0.9
+
+
+# ------------------------------------------------------------------ bounded temporaries, same numbers
+
+
+def _fill_runs_oracle(n, first, last):
+    """The grid-length cumulative count the chunked _fill_runs replaced."""
+    d = np.zeros(n + 1, np.int64)
+    np.add.at(d, first, 1)
+    np.add.at(d, last, -1)
+    return np.cumsum(d[:n]) > 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fill_runs_equals_the_cumulative_count(seed, monkeypatch):
+    import resp_sep.rate as R
+
+    rng = np.random.default_rng(seed)
+    monkeypatch.setattr(R, "FILL_CHUNK", int(rng.integers(3, 50)))  # block edges fall everywhere
+    n = int(rng.integers(1, 400))
+    k = int(rng.integers(0, 30))
+    first = rng.integers(0, n + 1, k)
+    last = np.minimum(first + rng.integers(0, 40, k), n)  # overlapping, empty and end-reaching runs
+    assert np.array_equal(R._fill_runs(n, first, last), _fill_runs_oracle(n, first, last))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_spike_bridging_equals_interp_over_every_good_sample(seed):
+    """_remove_spikes bridges from each run's two neighbours: the numbers np.interp gives from all good samples."""
+    import resp_sep.rate as R
+
+    rng = np.random.default_rng(seed)
+    fs = 25.0
+    t = np.arange(int(600 * fs)) / fs
+    y = np.sin(2 * np.pi * 0.25 * t) + 0.05 * rng.standard_normal(t.size)
+    idx = rng.choice(t.size, 40, replace=False)
+    y[idx] += rng.choice([-1, 1], idx.size) * rng.uniform(5, 20, idx.size)  # spikes, some near the ends
+    y[:3] += 30.0
+    y[-2:] -= 30.0
+    y[5000:5080] += 15.0 * (-1.0) ** np.arange(80)  # an artefact burst longer than SPIKE_MAX_S
+    missing = np.zeros(t.size, bool)
+    missing[9000:9100] = True
+    got, burst = R._remove_spikes(y, fs, missing)
+    # the oracle: the same spikes, bridged by np.interp over every good sample
+    from scipy.ndimage import median_filter
+
+    swing = R._median_block_ptp(y, fs, missing, R.SWING_BLOCK_S)
+    resid = y - median_filter(y, size=max(3, round(R.SPIKE_WIN_S * fs) | 1), mode="nearest")
+    spikes = R._widen((np.abs(resid) > R.SPIKE_K * swing) & ~missing, round(R.BAD_MARGIN_S * fs))
+    want = y.copy()
+    good = np.flatnonzero(~spikes)
+    want[spikes] = np.interp(np.flatnonzero(spikes), good, y[good])
+    assert spikes.any() and burst.any()
+    assert np.array_equal(got, want)
