@@ -535,7 +535,7 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
               f"{len(data_summary['excluded_files'])} files held out, {len(data_summary['failed_files'])} unusable")
     model = MultiEncoderAE(cfg.model_config()).to(device)
     weights = cfg.loss_weights()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     steps_per_epoch = math.ceil(index.epoch_size() / (cfg.batch_size * world))
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
@@ -622,18 +622,8 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
             if f.any():
                 xb[f] = 1.0 - xb[f]
             x = torch.from_numpy(xb)[:, None].to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss, parts = total_loss(model, x, weights)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if world > 1:
-                for p in model.parameters():
-                    if p.grad is not None:
-                        torch.distributed.all_reduce(p.grad)
-                        p.grad /= world
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            parts = training_step(model, opt, x, weights, cfg.grad_clip, bf16=use_bf16,
+                                  reduce_grads=_all_reduce_mean if world > 1 else None)
             sched.step()
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -718,6 +708,54 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
         "history": history,
         "data": data_summary,
     }
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam, as the authors train (``torch.optim.Adam(lr, weight_decay)``)."""
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+
+def training_step(model: MultiEncoderAE, opt: torch.optim.Optimizer, x: torch.Tensor, weights: LossWeights,
+                  grad_clip: float = 0.0, *, bf16: bool = False,
+                  reduce_grads: Callable | None = None) -> dict[str, float]:
+    """One optimiser step on one batch: all loss terms, backward, gradient-norm clip, update.
+
+    The one step every training run takes (``respsep train`` and ``benchmarks/toy_bss.py``).
+
+    Parameters
+    ----------
+    x : Tensor, shape (batch, 1, L)
+        Min-max scaled segments (any ``L`` divisible by the model's downsampling factor).
+    grad_clip : float
+        Clip the gradient's global L2 norm to this (0 = off).
+    bf16 : bool
+        bf16 autocast (CUDA only in practice).
+    reduce_grads : callable, optional
+        Called on the model after backward (multi-process training averages gradients here).
+
+    Returns
+    -------
+    dict
+        The loss terms (:func:`resp_sep.losses.total_loss`).
+    """
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss, parts = total_loss(model, x, weights)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if reduce_grads is not None:
+        reduce_grads(model)
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return parts
+
+
+def _all_reduce_mean(model: torch.nn.Module) -> None:
+    world = torch.distributed.get_world_size()
+    for p in model.parameters():
+        if p.grad is not None:
+            torch.distributed.all_reduce(p.grad)
+            p.grad /= world
 
 
 def _agree(flag: bool, world: int) -> bool:
