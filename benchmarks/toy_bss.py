@@ -180,18 +180,36 @@ def score(outs: np.ndarray, recon: np.ndarray, x: np.ndarray, s: np.ndarray) -> 
 # -------------------------------------------------------------------------------------- training
 
 
-def supervised_step(model, opt, x, s) -> dict:
-    """One supervised step: masked output k = 0 -> source 1, k = 1 -> source 2 (BCE each)."""
+def _supervised_terms(model, x, s):
     import torch.nn.functional as F
 
     z = model.encode(x)
     l1 = F.binary_cross_entropy_with_logits(model.decode(model.mask(z, 0)), s[:, 0:1])
     l2 = F.binary_cross_entropy_with_logits(model.decode(model.mask(z, 1)), s[:, 1:2])
-    loss = l1 + l2
+    return l1, l2
+
+
+def supervised_step(model, opt, x, s, weights=None, sup_weight: float = 1.0) -> dict:
+    """One supervised step: masked output k = 0 -> source 1, k = 1 -> source 2 (BCE each).
+
+    With ``weights`` (``--oracle``), the self-supervised losses are added: the network is steered
+    to the separated solution *and* to everything the paper's losses ask for, so their value at a
+    separated solution can be compared with what self-supervised training finds.
+    """
+    l1, l2 = _supervised_terms(model, x, s)
+    loss = sup_weight * (l1 + l2)
+    parts = {"sup1": float(l1.detach()), "sup2": float(l2.detach())}
+    if weights is not None:
+        from resp_sep.losses import total_loss
+
+        bss, bss_parts = total_loss(model, x, weights)
+        loss = loss + bss
+        parts.update({k: v for k, v in bss_parts.items() if k != "total"})
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return {"sup1": float(l1.detach()), "sup2": float(l2.detach()), "total": float(loss.detach())}
+    parts["total"] = float(loss.detach())
+    return parts
 
 
 def build(args):
@@ -222,6 +240,9 @@ def run(args) -> dict:
     model, opt, weights = build(args)
     x_val, s_val = make_batch(np.random.default_rng([args.seed, 999_999]), args.val, args.length)
     step, cpu_used, history = 0, 0.0, []
+    if args.init and not args.resume:
+        model.load_state_dict(torch.load(args.init, weights_only=True)["model"])
+        print(f"weights from {args.init}", flush=True)
     if args.resume:
         ck = torch.load(ckpt_path, weights_only=True)
         model.load_state_dict(ck["model"])
@@ -232,9 +253,16 @@ def run(args) -> dict:
     c0 = time.process_time()
 
     def evaluate():
+        from resp_sep.losses import total_loss
+
         outs, recon = masked_outputs(model, x_val)
         res = score(outs, recon, x_val, s_val)
         res.update(step=step, cpu_s=cpu_used + time.process_time() - c0)
+        model.eval()
+        with torch.no_grad():  # the paper's objective on the validation set (eval-mode BatchNorm)
+            _, parts = total_loss(model, torch.from_numpy(x_val[:256])[:, None], weights)
+        model.train()
+        res["val_loss"] = parts
         return res
 
     def save():
@@ -272,8 +300,8 @@ def run(args) -> dict:
         rng = np.random.default_rng([args.seed, step])  # data depends on (seed, step) only: exact resume
         xb, sb = make_batch(rng, args.batch, args.length)
         x = torch.from_numpy(xb)[:, None]
-        if args.supervised:
-            parts = supervised_step(model, opt, x, torch.from_numpy(sb))
+        if args.supervised or args.oracle:
+            parts = supervised_step(model, opt, x, torch.from_numpy(sb), weights if args.oracle else None)
         else:
             parts = training_step(model, opt, x, weights, args.grad_clip)
         for k, v in parts.items():
@@ -330,6 +358,9 @@ def main(argv=None) -> int:
     ap.add_argument("--zero", type=float, default=1e-2)
     ap.add_argument("--z", type=float, default=3e-2)
     ap.add_argument("--supervised", action="store_true", help="the ceiling: train on the sources")
+    ap.add_argument("--oracle", action="store_true",
+                    help="the sources' supervised terms plus every self-supervised loss (a separated solution)")
+    ap.add_argument("--init", default="", help="start from the weights of another run's NAME.pt")
     ap.add_argument("--table", nargs="+", metavar="JSON", help="print a markdown table of finished runs")
     args = ap.parse_args(argv)
     if args.table:
