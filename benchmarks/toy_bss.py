@@ -311,6 +311,72 @@ def run(args) -> dict:
     return json.loads(json_path.read_text())
 
 
+# ------------------------------------------------------------------------------------- diagnosis
+
+
+def diagnose(args) -> dict:
+    """Why a trained model is (not) separated: its loss terms on the validation set, what happens
+    to reconstruction and separation when every off-diagonal decoder block is zeroed (how much the
+    solution relies on cross-pathway mixing, which the sparse mixing loss charges for), and the
+    gradient norm of each weighted loss term."""
+    import torch
+
+    from resp_sep.losses import reconstruction_loss, sparse_mixing_loss, total_loss
+
+    torch.set_num_threads(1)
+    model, _, weights = build(args)
+    model.load_state_dict(torch.load(args.diagnose, weights_only=True)["model"])
+    x_val, s_val = make_batch(np.random.default_rng([args.seed, 999_999]), args.val, args.length)
+    xt = torch.from_numpy(x_val[:256])[:, None]
+    out = {"checkpoint": args.diagnose}
+
+    def terms():
+        model.eval()
+        with torch.no_grad():
+            _, parts = total_loss(model, xt, weights)
+        model.train()
+        outs, recon = masked_outputs(model, x_val)
+        sc = score(outs, recon, x_val, s_val)
+        return {"loss": parts, "recon_mse": sc["recon_mse"],
+                "r": {k: round(v["r"], 3) for k, v in sc["sources"].items()}}
+
+    out["as_trained"] = terms()
+    # gradient of each weighted term (train mode, one validation batch)
+    model.train()
+    grads = {}
+    n = model.config.n_encoders
+    for name in ("recon", "mix", "zero", "z"):
+        model.zero_grad(set_to_none=True)
+        logits, z = model(xt)
+        if name == "recon":
+            t = reconstruction_loss(logits, xt)
+        elif name == "mix":
+            t = weights.mix * sparse_mixing_loss(model.mixing_layers(), n, weights.mix_scaling)
+        elif name == "zero":
+            from resp_sep.losses import zero_reconstruction_loss
+
+            t = weights.zero * zero_reconstruction_loss(model, z.shape[-1])
+        else:
+            from resp_sep.losses import encoding_l2
+
+            t = weights.z * encoding_l2(z, n)
+        t.backward()
+        grads[name] = float(torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters() if p.grad is not None)))
+    out["grad_norm_weighted"] = grads
+    # the same weights with every off-diagonal decoder block zeroed
+    with torch.no_grad():
+        for layer in model.mixing_layers():
+            w = layer.weight
+            o, i = w.shape[0] // n, w.shape[1] // n
+            keep = torch.zeros(w.shape[0], w.shape[1], dtype=torch.bool)
+            for g in range(n):
+                keep[g * o:(g + 1) * o, g * i:(g + 1) * i] = True
+            w[~keep] = 0.0
+    out["off_diagonal_zeroed"] = terms()
+    print(json.dumps(out, indent=1))
+    return out
+
+
 # ----------------------------------------------------------------------------------------- table
 
 
@@ -362,9 +428,13 @@ def main(argv=None) -> int:
                     help="the sources' supervised terms plus every self-supervised loss (a separated solution)")
     ap.add_argument("--init", default="", help="start from the weights of another run's NAME.pt")
     ap.add_argument("--table", nargs="+", metavar="JSON", help="print a markdown table of finished runs")
+    ap.add_argument("--diagnose", metavar="PT", help="loss terms, gradients and reliance on decoder mixing of a run")
     args = ap.parse_args(argv)
     if args.table:
         print(table(args.table))
+        return 0
+    if args.diagnose:
+        diagnose(args)
         return 0
     if args.length % (2 ** len(args.channels)):
         ap.error("--length must be divisible by 2 ** len(--channels)")
