@@ -89,8 +89,13 @@ def pulses(rng: np.random.Generator, n: int, length: int, kind: str) -> np.ndarr
     return 0.5 * np.where(inside, y, 0.0)
 
 
-def make_batch(rng: np.random.Generator, n: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+def make_batch(rng: np.random.Generator, n: int, length: int, mixing: str = "pnl") -> tuple[np.ndarray, np.ndarray]:
     """Mixtures and their sources.
+
+    ``mixing = "pnl"``: the paper's post-non-linear, distorted mixture (module docstring).
+    ``mixing = "logit-additive"`` (a control): ``x = sigmoid(2 * beta * (s1 + s2) - beta / 2)``, no
+    distortion and no rescaling, so the mixture's logit is a sum of one term per source, the form
+    the decoder's output takes when its pathways do not mix.
 
     Returns
     -------
@@ -103,13 +108,18 @@ def make_batch(rng: np.random.Generator, n: int, length: int) -> tuple[np.ndarra
 
     s1 = pulses(rng, n, length, "triangle")
     s2 = pulses(rng, n, length, "semicircle")
+    s = np.stack([_minmax(s1), _minmax(s2)], axis=1)
+    if mixing == "logit-additive":
+        x = 1.0 / (1.0 + np.exp(-(2 * BETA * (s1 + s2) - BETA / 2)))
+        return x.astype(np.float32), s.astype(np.float32)
+    if mixing != "pnl":
+        raise ValueError(f"unknown mixing {mixing!r}")
     m = _minmax(1.0 / (1.0 + np.exp(-BETA / 2 * (s1 + s2))))
     flip = rng.random(n) < 0.5
     x = np.empty_like(m)
     x[~flip] = convolve1d(m[~flip], KERNEL, axis=-1, mode="constant")
     x[flip] = convolve1d(m[flip], KERNEL[::-1], axis=-1, mode="constant")
     x = _minmax(x)
-    s = np.stack([_minmax(s1), _minmax(s2)], axis=1)
     return x.astype(np.float32), s.astype(np.float32)
 
 
@@ -238,7 +248,7 @@ def run(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, json_path = out / f"{args.name}.pt", out / f"{args.name}.json"
     model, opt, weights = build(args)
-    x_val, s_val = make_batch(np.random.default_rng([args.seed, 999_999]), args.val, args.length)
+    x_val, s_val = make_batch(np.random.default_rng([args.seed, 999_999]), args.val, args.length, args.mixing)
     step, cpu_used, history = 0, 0.0, []
     if args.init and not args.resume:
         model.load_state_dict(torch.load(args.init, weights_only=True)["model"])
@@ -298,7 +308,7 @@ def run(args) -> dict:
         if done:
             break
         rng = np.random.default_rng([args.seed, step])  # data depends on (seed, step) only: exact resume
-        xb, sb = make_batch(rng, args.batch, args.length)
+        xb, sb = make_batch(rng, args.batch, args.length, args.mixing)
         x = torch.from_numpy(xb)[:, None]
         if args.supervised or args.oracle:
             parts = supervised_step(model, opt, x, torch.from_numpy(sb), weights if args.oracle else None)
@@ -326,7 +336,7 @@ def diagnose(args) -> dict:
     torch.set_num_threads(1)
     model, _, weights = build(args)
     model.load_state_dict(torch.load(args.diagnose, weights_only=True)["model"])
-    x_val, s_val = make_batch(np.random.default_rng([args.seed, 999_999]), args.val, args.length)
+    x_val, s_val = make_batch(np.random.default_rng([args.seed, 999_999]), args.val, args.length, args.mixing)
     xt = torch.from_numpy(x_val[:256])[:, None]
     out = {"checkpoint": args.diagnose}
 
@@ -408,6 +418,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--length", type=int, default=256, help="samples per example")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--mixing", default="pnl", choices=["pnl", "logit-additive"],
+                    help="the paper's post-non-linear mixture, or a control whose logit is additive")
     ap.add_argument("--val", type=int, default=512, help="validation examples")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--encoders", type=int, default=3)
