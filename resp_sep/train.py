@@ -62,7 +62,8 @@ class TrainConfig:
     init : checkpoint whose weights start the run (fine-tuning / curriculum; fresh optimiser).
     val_every : validate every N optimiser steps (0 = after every epoch); the kept checkpoint is
     the validation point with the best metric, at step granularity.
-    time_budget_min : stop cleanly (validate, save) after this many minutes of training (0 = no limit).
+    time_budget_min : stop cleanly (validate, save) after this many minutes of training, counted over
+        every resumed session (0 = no limit).
     max_steps : stop cleanly (validate, save) after this many optimiser steps of the whole run (0 =
     no limit): the machine-independent way to repeat a run that a time budget stopped.
     clip_percentile : robust scaling: percent of each segment's samples clipped at either end
@@ -642,7 +643,8 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
                 raise _Interrupt(f"stopped after {step_here} steps")
             gstep = epoch * steps_per_epoch + s + 1  # optimiser steps done in the whole run
             end_of_epoch = s == steps_per_epoch - 1
-            over = (budget_s > 0 and _agree(time.perf_counter() - t_run >= budget_s, world)) or (
+            # the budget counts every resumed session, so a run cut by a lost session ends where it would have
+            over = (budget_s > 0 and _agree(wall0 + time.perf_counter() - t_run >= budget_s, world)) or (
                 0 < cfg.max_steps <= gstep)
             do_val = (over or (cfg.val_every > 0 and gstep % cfg.val_every == 0)
                       or (end_of_epoch and (cfg.val_every <= 0 or epoch == cfg.epochs - 1)))
