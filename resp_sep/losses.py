@@ -1,6 +1,10 @@
-"""Training losses of the multi-encoder autoencoder.
+"""Training losses of the multi-encoder autoencoder (Webster & Lee, Eqs. 9-14).
 
 total = BCE(reconstruction) + λ_mix · sparse mixing + λ_zero · zero reconstruction + λ_z · L2(encodings)
+
+Every term follows the paper's equation; where the paper leaves a detail open, the authors' released
+code (github.com/webstah/self-supervised-bss-via-multi-encoder-ae) decides. Where the two differ
+the paper wins, and docs/method.md says how to get the code's behaviour.
 """
 
 from __future__ import annotations
@@ -56,18 +60,52 @@ def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
-def _as_out_in(w: torch.Tensor, transposed: bool) -> torch.Tensor:
-    """View a weight as ``(out, in, ...)``: ConvTranspose stores ``(in, out, k)``."""
-    return w.transpose(0, 1) if transposed else w
+def _as_in_out(w: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """View a weight as ``(in, out, ...)``, the paper's block layout: Conv1d and Linear store
+    ``(out, in, ...)``; ConvTranspose (the authors' decoder) stores ``(in, out, ...)`` already."""
+    return w if transposed else w.transpose(0, 1)
+
+
+def block_factors(n_groups: int, scaling: str) -> torch.Tensor:
+    """Per-block factors of the sparse mixing loss, ``(N, N)``, row = input group, column = output group.
+
+    ``"uniform"`` (paper Eq. 11): 1 off the diagonal. ``"position"`` (paper Eq. 14, the authors'
+    ``WeightSeparationLossAlternative``): row ``r`` (input group r) contributes the mean |w| of the
+    strip of blocks right of the diagonal (columns ``> r``) and of the strip left of it (columns
+    ``< r``), so a block in a strip of ``m`` blocks weighs ``1 / m``: ``1 / (N - 1 - r)`` right of the
+    diagonal, ``1 / r`` left of it. The diagonal is 0.
+
+    Examples
+    --------
+    >>> block_factors(3, "position")
+    tensor([[0.0000, 0.5000, 0.5000],
+            [1.0000, 0.0000, 1.0000],
+            [0.5000, 0.5000, 0.0000]])
+    """
+    if scaling not in ("uniform", "position"):
+        raise ValueError(f"unknown mixing-loss scaling '{scaling}'")
+    n = n_groups
+    f = torch.zeros(n, n, dtype=torch.float64)
+    for r in range(n):
+        for c in range(n):
+            if c == r:
+                continue
+            if scaling == "uniform":
+                f[r, c] = 1.0
+            else:
+                f[r, c] = 1.0 / (n - 1 - r) if c > r else 1.0 / r
+    return f.float()
 
 
 def sparse_mixing_loss(layers: list[nn.Module], n_groups: int, scaling: str = "uniform",
                        depth: str = "none") -> torch.Tensor:
-    """L1 of the off-diagonal blocks of decoder weights.
+    """L1 of the off-diagonal blocks of decoder weights (paper Eqs. 11 and 14).
 
-    Each weight is split into ``n_groups`` x ``n_groups`` blocks along its output and input channel
-    axes (block (i, j) maps encoder group j to output group i). Diagonal blocks are free;
-    off-diagonal blocks are pushed to zero so each encoder keeps its own pathway to the output.
+    Each weight is viewed as ``(in, out, k)`` and split into ``N x N`` blocks ``B[i, j]``: input
+    group ``i`` (the channels that carry encoder ``i``'s pathway into the layer) to output group
+    ``j``. Diagonal blocks are free; every off-diagonal block adds ``f[i, j] * mean |B[i, j]|``
+    (the mean over its input channels, output channels and kernel taps; ``f`` from
+    :func:`block_factors`), so each encoder keeps its own pathway to the output.
 
     Parameters
     ----------
@@ -77,11 +115,11 @@ def sparse_mixing_loss(layers: list[nn.Module], n_groups: int, scaling: str = "u
     n_groups : int
         Number of encoders N.
     scaling : {"uniform", "position"}
-        ``"uniform"``: every off-diagonal block contributes its mean |w| (α = 1 / block size), summed
-        over blocks. ``"position"``: the position-weighted form (paper Eq. 14, as in the authors'
-        released code): for each row group r, the strip of blocks right of the diagonal and the
-        strip left of it each contribute their mean |w|, so α depends on the block's position
-        (blocks in short strips near the corners weigh more per element).
+        ``"uniform"``: Eq. 11, every off-diagonal block contributes its mean |w| (α = 1 / block
+        size), as the authors' ``WeightSeparationLoss`` (their triangles & circles runs).
+        ``"position"``: Eq. 14, strips of blocks right and left of the diagonal per input group
+        each contribute their mean |w|, as the authors' ``WeightSeparationLossAlternative``
+        (their ECG/PPG runs).
     depth : {"none", "inv_sq"}
         ``"inv_sq"``: the k-th layer's term (k = 1 for the first) is weighted 1/k^2.
 
@@ -89,35 +127,25 @@ def sparse_mixing_loss(layers: list[nn.Module], n_groups: int, scaling: str = "u
     -------
     Tensor, scalar
     """
-    if scaling not in ("uniform", "position"):
-        raise ValueError(f"unknown mixing-loss scaling '{scaling}'")
     if depth not in ("none", "inv_sq"):
         raise ValueError(f"unknown mixing-loss depth weighting '{depth}'")
-    total = None
     n = n_groups
+    factors = block_factors(n, scaling)
+    off = ~torch.eye(n, dtype=torch.bool)
+    total = None
     for depth_k, layer in enumerate(layers, start=1):
-        w = _as_out_in(layer.weight, isinstance(layer, nn.modules.conv._ConvTransposeNd))
-        o, i = w.shape[0] // n, w.shape[1] // n
-        if o == 0 or i == 0:
+        w = _as_in_out(layer.weight, isinstance(layer, nn.modules.conv._ConvTransposeNd))
+        bi, bo = w.shape[0] // n, w.shape[1] // n
+        if bi == 0 or bo == 0:
             continue
         a = w.abs()
         if w.dim() > 2:
-            a = a.flatten(2).sum(-1) / a.flatten(2).shape[-1]  # mean over the kernel taps
-        # block means: (n, o, n, i) -> (n, n)
-        blocks = a[: n * o, : n * i].reshape(n, o, n, i)
-        if scaling == "uniform":
-            means = blocks.mean(dim=(1, 3))
-            # sum the off-diagonal entries directly (total minus diagonal would leave rounding residue)
-            off_diag = ~torch.eye(n, dtype=torch.bool, device=means.device)
-            term = means[off_diag].sum()
-        else:
-            sums = blocks.sum(dim=(1, 3))  # (n, n) block sums
-            term = sums.new_zeros(())
-            for r in range(n):
-                if r < n - 1:
-                    term = term + sums[r, r + 1:].sum() / (o * i * (n - 1 - r))
-                if r > 0:
-                    term = term + sums[r, :r].sum() / (o * i * r)
+            a = a.flatten(2).mean(-1)  # mean over the kernel taps
+        # block means: (n, bi, n, bo) -> (n, n), rows = input groups
+        means = a[: n * bi, : n * bo].reshape(n, bi, n, bo).mean(dim=(1, 3))
+        f = factors.to(device=means.device, dtype=means.dtype)
+        # sum the off-diagonal entries only (a total minus the diagonal would leave rounding residue)
+        term = (means * f)[off.to(means.device)].sum()
         if depth == "inv_sq":
             term = term / depth_k ** 2
         total = term if total is None else total + term
@@ -146,9 +174,21 @@ def zero_reconstruction_loss(model, time_steps: int, device=None) -> torch.Tenso
 
 
 def encoding_l2(z: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """Sum over encoders of the mean squared encoding (keeps encodings small and comparable)."""
+    """Mean over the N encoders of the mean squared encoding (paper Eq. 9).
+
+    ``(1 / N) * sum_n mean(z_n ** 2)``, each mean over batch, channels and time. The authors'
+    released code adds ``mean(z_n ** 2)`` over encoders without the ``1 / N``: their ``z = 1e-2``
+    is ``z = N * 1e-2`` here (docs/method.md).
+
+    Parameters
+    ----------
+    z : Tensor, shape (batch, hidden, T)
+        Concatenated encodings, ``hidden / N`` channels per encoder.
+    n_groups : int
+        Number of encoders N.
+    """
     b, c, t = z.shape
-    return (z.float() ** 2).reshape(b, n_groups, c // n_groups, t).mean(dim=(0, 2, 3)).sum()
+    return (z.float() ** 2).reshape(b, n_groups, c // n_groups, t).mean(dim=(0, 2, 3)).mean()
 
 
 def lowfreq_loss(logits: torch.Tensor, target: torch.Tensor, window: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ Shapes: input ``(batch, 1, L)`` with ``L = 12,288`` samples; encodings ``(batch,
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -37,14 +38,23 @@ class ModelConfig:
         Encoder channel schedule, summed over encoders, one entry per block (each block halves
         the time axis); divided by N per encoder.
     dec_channels : list of int or None
-        Decoder channel schedule (default: ``channels`` reversed).
+        Output channels of the decoder's upsampling convolutions, one per block. Default: the
+        published decoder, ``channels`` reversed without its first entry, then ``channels[0]``
+        (``[256, 128, 128, 64, 64, 32, 32, 32]`` for the published encoder): block ``j`` works at
+        the width the encoder had at the same time resolution.
+    dec_in_channels : int or None
+        Output channels of the decoder's first (1x1) convolution. Default: ``channels[-1]`` when
+        ``dec_channels`` is left to its default (the published decoder), else ``dec_channels[0]``
+        (models trained before 2026-12 used ``channels`` reversed for ``dec_channels`` and this rule,
+        so their checkpoints, which store ``dec_channels``, load unchanged).
     hidden : int
         Channels of the concatenated encoding (``hidden / N`` per encoder).
     kernel_size : int
         Convolution kernel size (samples).
     bn_momentum : float
         BatchNorm running-statistics momentum (PyTorch convention; 0.1 is steadier than the
-        published 0.8, whose eval statistics follow the last batch).
+        authors' 0.8, whose eval statistics follow the last batch). It only changes the running
+        statistics used in eval mode, never a training step (docs/method.md).
     in_channels : int
         Input channels (1: one ECG or PPG lead).
     block_diagonal_init : bool
@@ -58,6 +68,13 @@ class ModelConfig:
         interpolated back to the input rate, so the model still maps ``L`` samples to ``L``
         samples and everything around it (scaling, stitching, rates) is unchanged. ``L`` must be
         divisible by ``input_stride * 2 ** blocks``. Default 1 (the published model).
+    decoder_init : {"transposed", "conv"}
+        Initial weights of the decoder's upsampling convolutions. The authors' decoder uses
+        stride-1 ``ConvTranspose1d`` layers, the same function as these ``Conv1d`` layers (flipped
+        kernel, swapped channel axes), but PyTorch initialises a transposed convolution from its
+        *output* width (bound ``1 / sqrt(out * k)``) instead of its input width; ``"transposed"``
+        draws them as the authors' layers are drawn (default), ``"conv"`` keeps PyTorch's Conv1d
+        default (models trained before 2026-12). Only the starting point differs.
     """
 
     n_encoders: int = 8
@@ -69,6 +86,8 @@ class ModelConfig:
     in_channels: int = 1
     block_diagonal_init: bool = False
     input_stride: int = 1
+    dec_in_channels: int | None = None
+    decoder_init: str = "transposed"
 
     def __post_init__(self):
         n = self.n_encoders
@@ -76,9 +95,15 @@ class ModelConfig:
             raise ValueError("n_encoders must be >= 1")
         if not isinstance(self.input_stride, int) or self.input_stride < 1:
             raise ValueError(f"input_stride must be a positive integer (got {self.input_stride!r})")
+        if self.decoder_init not in ("transposed", "conv"):
+            raise ValueError(f"decoder_init must be 'transposed' or 'conv' (got {self.decoder_init!r})")
         if self.dec_channels is None:
-            self.dec_channels = list(reversed(self.channels))
-        for c in list(self.channels) + list(self.dec_channels) + [self.hidden]:
+            self.dec_channels = published_decoder(self.channels)
+            if self.dec_in_channels is None:
+                self.dec_in_channels = self.channels[-1]
+        if self.dec_in_channels is None:
+            self.dec_in_channels = self.dec_channels[0]
+        for c in list(self.channels) + list(self.dec_channels) + [self.hidden, self.dec_in_channels]:
             if c % n:
                 raise ValueError(f"every channel count must be divisible by n_encoders={n} (got {c})")
         if len(self.dec_channels) != len(self.channels):
@@ -91,6 +116,13 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def published_decoder(channels: list[int]) -> list[int]:
+    """The authors' decoder widths for an encoder schedule: ``channels`` reversed without its first
+    entry, then ``channels[0]`` (their ``DecoderBlock(channels[c], channels[c - 1])`` chain)."""
+    rev = list(reversed(channels))
+    return rev[1:] + [channels[0]]
 
 
 def upsample_logits(logits: torch.Tensor, stride: int) -> torch.Tensor:
@@ -139,18 +171,29 @@ class MultiEncoderAE(nn.Module):
 
         # ---- decoder (dense across encoder groups: the sparse mixing loss keeps it block-diagonal)
         dec = config.dec_channels
-        self.dec_in = nn.Conv1d(config.hidden, dec[0], 1)
-        self.dec_in_norm = nn.GroupNorm(n, dec[0])
+        self.dec_in = nn.Conv1d(config.hidden, config.dec_in_channels, 1)
+        self.dec_in_norm = nn.GroupNorm(n, config.dec_in_channels)
         self.dec_convs = nn.ModuleList()
         self.dec_norms = nn.ModuleList()
-        prev = dec[0]
+        prev = config.dec_in_channels
         for c in dec:
             self.dec_convs.append(nn.Conv1d(prev, c, k, padding=pad))
             self.dec_norms.append(nn.GroupNorm(n, c))
             prev = c
         self.dec_out = nn.utils.parametrizations.weight_norm(nn.Conv1d(prev, config.in_channels, 1))
+        if config.decoder_init == "transposed":
+            self._transposed_init()
         if config.block_diagonal_init:
             self._zero_off_diagonal()
+
+    @torch.no_grad()
+    def _transposed_init(self) -> None:
+        # nn.ConvTranspose1d(in, out, k) stores (in, out, k) and PyTorch's default (kaiming_uniform
+        # with a = sqrt(5), bias alike) takes fan_in from dim 1, i.e. out * k: bound 1 / sqrt(out * k).
+        for conv in self.dec_convs:
+            bound = 1.0 / math.sqrt(conv.out_channels * conv.kernel_size[0])
+            conv.weight.uniform_(-bound, bound)
+            conv.bias.uniform_(-bound, bound)
 
     @torch.no_grad()
     def _zero_off_diagonal(self) -> None:

@@ -54,14 +54,16 @@ class TrainConfig:
     ------------
     epochs, batch_size, lr, weight_decay, grad_clip, max_steps_per_epoch (0 = full epochs),
     flip_prob (probability of inverting a segment's polarity, an augmentation), seed, device
-    ("auto" | "cpu" | "cuda"), threads (CPU threads, 0 = torch default), bf16 (autocast on CUDA).
+    ("auto" | "cpu" | "cuda"), threads (CPU threads, 0 = torch default), bf16 (bf16 autocast on CUDA;
+    off by default: the authors trained in fp32, and bf16 is an opt-in speed-up, docs/method.md).
     lr_schedule : "constant" | "cosine" | "step" | "onecycle" over ``epochs`` x steps per epoch
     (:mod:`resp_sep.schedules`), with lr_gamma / lr_step_every (step), lr_warmup_frac (onecycle)
     and lr_min_frac (cosine end, onecycle start).
     init : checkpoint whose weights start the run (fine-tuning / curriculum; fresh optimiser).
     val_every : validate every N optimiser steps (0 = after every epoch); the kept checkpoint is
     the validation point with the best metric, at step granularity.
-    time_budget_min : stop cleanly (validate, save) after this many minutes of training (0 = no limit).
+    time_budget_min : stop cleanly (validate, save) after this many minutes of training, counted over
+        every resumed session (0 = no limit).
     max_steps : stop cleanly (validate, save) after this many optimiser steps of the whole run (0 =
     no limit): the machine-independent way to repeat a run that a time budget stopped.
     clip_percentile : robust scaling: percent of each segment's samples clipped at either end
@@ -105,7 +107,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
-    bf16: bool = True
+    bf16: bool = False
     folder_weights: dict[str, float] = field(default_factory=dict)
     init: str = ""
     val_every: int = 0
@@ -534,7 +536,7 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
               f"{len(data_summary['excluded_files'])} files held out, {len(data_summary['failed_files'])} unusable")
     model = MultiEncoderAE(cfg.model_config()).to(device)
     weights = cfg.loss_weights()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     steps_per_epoch = math.ceil(index.epoch_size() / (cfg.batch_size * world))
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
@@ -621,18 +623,8 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
             if f.any():
                 xb[f] = 1.0 - xb[f]
             x = torch.from_numpy(xb)[:, None].to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss, parts = total_loss(model, x, weights)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if world > 1:
-                for p in model.parameters():
-                    if p.grad is not None:
-                        torch.distributed.all_reduce(p.grad)
-                        p.grad /= world
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            parts = training_step(model, opt, x, weights, cfg.grad_clip, bf16=use_bf16,
+                                  reduce_grads=_all_reduce_mean if world > 1 else None)
             sched.step()
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -651,7 +643,8 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
                 raise _Interrupt(f"stopped after {step_here} steps")
             gstep = epoch * steps_per_epoch + s + 1  # optimiser steps done in the whole run
             end_of_epoch = s == steps_per_epoch - 1
-            over = (budget_s > 0 and _agree(time.perf_counter() - t_run >= budget_s, world)) or (
+            # the budget counts every resumed session, so a run cut by a lost session ends where it would have
+            over = (budget_s > 0 and _agree(wall0 + time.perf_counter() - t_run >= budget_s, world)) or (
                 0 < cfg.max_steps <= gstep)
             do_val = (over or (cfg.val_every > 0 and gstep % cfg.val_every == 0)
                       or (end_of_epoch and (cfg.val_every <= 0 or epoch == cfg.epochs - 1)))
@@ -719,6 +712,54 @@ def train(cfg: TrainConfig, *, resume: bool | str = False, log: Callable = print
     }
 
 
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam, as the authors train (``torch.optim.Adam(lr, weight_decay)``)."""
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+
+def training_step(model: MultiEncoderAE, opt: torch.optim.Optimizer, x: torch.Tensor, weights: LossWeights,
+                  grad_clip: float = 0.0, *, bf16: bool = False,
+                  reduce_grads: Callable | None = None) -> dict[str, float]:
+    """One optimiser step on one batch: all loss terms, backward, gradient-norm clip, update.
+
+    The one step every training run takes (``respsep train`` and ``benchmarks/toy_bss.py``).
+
+    Parameters
+    ----------
+    x : Tensor, shape (batch, 1, L)
+        Min-max scaled segments (any ``L`` divisible by the model's downsampling factor).
+    grad_clip : float
+        Clip the gradient's global L2 norm to this (0 = off).
+    bf16 : bool
+        bf16 autocast (CUDA only in practice).
+    reduce_grads : callable, optional
+        Called on the model after backward (multi-process training averages gradients here).
+
+    Returns
+    -------
+    dict
+        The loss terms (:func:`resp_sep.losses.total_loss`).
+    """
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss, parts = total_loss(model, x, weights)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if reduce_grads is not None:
+        reduce_grads(model)
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return parts
+
+
+def _all_reduce_mean(model: torch.nn.Module) -> None:
+    world = torch.distributed.get_world_size()
+    for p in model.parameters():
+        if p.grad is not None:
+            torch.distributed.all_reduce(p.grad)
+            p.grad /= world
+
+
 def _agree(flag: bool, world: int) -> bool:
     """True on every rank when any rank says so (ranks must stop at the same step)."""
     if world <= 1:
@@ -731,8 +772,9 @@ def _agree(flag: bool, world: int) -> bool:
 def _init_from(model: MultiEncoderAE, path: str, device: torch.device) -> None:
     """Load a checkpoint's weights into ``model`` (same architecture required)."""
     ck = load_checkpoint(path, map_location=device)
-    theirs = ModelConfig(**ck["model_config"]).to_dict()
-    ours = model.config.to_dict()
+    init_only = ("decoder_init", "block_diagonal_init")  # how weights start, overwritten here anyway
+    theirs = {k: v for k, v in ModelConfig(**ck["model_config"]).to_dict().items() if k not in init_only}
+    ours = {k: v for k, v in model.config.to_dict().items() if k not in init_only}
     if theirs != ours:
         diff = ", ".join(f"{k}: {theirs.get(k)} vs {ours.get(k)}" for k in ours if theirs.get(k) != ours.get(k))
         raise ModelError(f"--init checkpoint has another architecture ({diff})", str(path))

@@ -170,14 +170,43 @@ def test_total_loss_terms_and_backward():
 
 def test_encoding_l2():
     z = torch.ones(2, 8, 5) * 2.0
-    assert encoding_l2(z, 4).item() == pytest.approx(4 * 4.0)
+    assert encoding_l2(z, 4).item() == pytest.approx(4.0)  # mean over encoders (paper Eq. 9)
 
 
 def test_config_validation():
     with pytest.raises(ValueError):
         ModelConfig(n_encoders=3, channels=[8, 8], hidden=8)
     cfg = ModelConfig(**TINY)
-    assert cfg.dec_channels == [16, 8, 8] and cfg.downsample == 8
+    assert cfg.dec_in_channels == 16 and cfg.dec_channels == [8, 8, 8] and cfg.downsample == 8
+    with pytest.raises(ValueError):
+        ModelConfig(**TINY, decoder_init="xavier")
+
+
+def test_published_decoder_widths():
+    """The authors' 1-D decoder for channels [32, 32, 64, 64, 128, 128, 256, 256]: a 1x1 conv to 256,
+    then upsampling blocks 256->256, 256->128, 128->128, 128->64, 64->64, 64->32, 32->32, 32->32."""
+    m = MultiEncoderAE()
+    assert m.dec_in.out_channels == 256
+    assert [(c.in_channels, c.out_channels) for c in m.dec_convs] == [
+        (256, 256), (256, 128), (128, 128), (128, 64), (64, 64), (64, 32), (32, 32), (32, 32)]
+    # a checkpoint of the earlier default (decoder = channels reversed) still builds the same model
+    old = ModelConfig(channels=[16, 16, 32], dec_channels=[32, 16, 16], n_encoders=4, hidden=8)
+    assert old.dec_in_channels == 32
+    assert [(c.in_channels, c.out_channels) for c in MultiEncoderAE(old).dec_convs] == [
+        (32, 32), (32, 16), (16, 16)]
+
+
+def test_transposed_decoder_init_scale():
+    """decoder_init 'transposed' draws like nn.ConvTranspose1d: bound 1/sqrt(out * k), not 1/sqrt(in * k)."""
+    torch.manual_seed(0)
+    m = MultiEncoderAE(n_encoders=2, channels=[8, 64], hidden=8, kernel_size=7)  # decoder 64 -> 8, 8 -> 8
+    wide_in = m.dec_convs[0]
+    assert (wide_in.in_channels, wide_in.out_channels) == (64, 8)
+    bound_t, bound_c = 1 / (8 * 7) ** 0.5, 1 / (64 * 7) ** 0.5
+    assert wide_in.weight.abs().max().item() <= bound_t
+    assert wide_in.weight.abs().max().item() > 0.9 * bound_t > 2 * bound_c
+    c = MultiEncoderAE(n_encoders=2, channels=[8, 64], hidden=8, kernel_size=7, decoder_init="conv")
+    assert c.dec_convs[0].weight.abs().max().item() <= bound_c
 
 
 def test_deterministic_init():

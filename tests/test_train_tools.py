@@ -273,3 +273,17 @@ def test_bn_recalibrate_option_in_training(tmp_path):
     ck = torch.load(s["checkpoint"], weights_only=True)
     assert ck["train_config"]["bn_recalibrate"] == 2
     assert len(ck["metrics"]["history"]) == 2
+
+
+def test_time_budget_counts_resumed_sessions(tmp_path):
+    """A run cut by a lost session ends on --resume where it would have: the budget is cumulative."""
+    cfg = tiny_cfg(tmp_path, epochs=2, max_steps_per_epoch=3, val_every=1, time_budget_min=1.0)
+    with pytest.raises(_Interrupt):
+        train(cfg, log=_quiet, _stop_after_steps=2)
+    last_path = tmp_path / "m.last.pt"
+    last = torch.load(last_path, weights_only=True)
+    # as if the lost session had trained for 61 minutes
+    last["metrics"]["history"][-1]["train_s_total"] = 61 * 60.0
+    torch.save(last, last_path)
+    s = train(cfg, resume=True, log=_quiet)
+    assert s["history"][-1]["step"] == last["metrics"]["history"][-1]["step"] + 1
