@@ -391,7 +391,9 @@ def extract_batch(inputs: Sequence[str | os.PathLike], *, out: str | None = None
             check_model(name, kinds, device=algo.device, engine=algo.engine)
     created = make_folder(out_dir) if (out_dir and tasks) else None
     table = _Summary(summary_path(out_dir, sh), items) if out_dir and (tasks or res.results) else None
-    per_job = algo.threads or max(1, (os.cpu_count() or 1) // jobs)
+    from resp_sep.parallel import cores
+
+    per_job = algo.threads or max(1, cores() // jobs)  # the allowed cores (SLURM, taskset), not the node's
     algo = dataclasses.replace(algo, threads=per_job)
     if table is not None:
         table.update(res.results)

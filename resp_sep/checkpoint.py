@@ -293,9 +293,10 @@ def check_model(name_or_path: str | None, signals: list[str], device: str = "cpu
             paths.append(p)
     if not paths and missing is not None:
         raise missing
-    from resp_sep.onnxrun import ExportError, graph_for, uses_onnx
+    from resp_sep.onnxrun import ExportError, graph_for, runtime_installed, uses_onnx
 
-    onnx = uses_onnx(device, engine)
+    # without onnxruntime the run uses torch (load_separator says so): no export to check here
+    onnx = uses_onnx(device, engine) and runtime_installed()
     for p in paths:
         if onnx:
             try:

@@ -91,8 +91,30 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def runtime_installed() -> bool:
+    """Whether ONNX Runtime can be imported (checked without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("onnxruntime") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _ort_version() -> str:
+    """ONNX Runtime's version, part of the cache key: the export's check against torch was made with
+    the runtime that will run the graph (another version re-exports and re-checks)."""
+    try:
+        from importlib.metadata import version
+
+        return version("onnxruntime")
+    except Exception:  # noqa: BLE001 - not installed: load_separator says so before any graph is used
+        return "none"
+
+
 def cache_key(checkpoint: str | os.PathLike) -> str:
-    """Key of a checkpoint's graph: SHA-256 of its bytes, of :data:`SOURCES` and of :data:`EXPORT_FORMAT`.
+    """Key of a checkpoint's graph: SHA-256 of its bytes, of :data:`SOURCES`, of :data:`EXPORT_FORMAT`
+    and of ONNX Runtime's version.
 
     Raises
     ------
@@ -104,7 +126,7 @@ def cache_key(checkpoint: str | os.PathLike) -> str:
         ck = _sha256(path)
     except OSError as e:
         raise ModelError(f"cannot read the checkpoint ({e.strerror or e})", str(path)) from None
-    h = hashlib.sha256(f"respsep-onnx {EXPORT_FORMAT} opset {OPSET} {ck}".encode())
+    h = hashlib.sha256(f"respsep-onnx {EXPORT_FORMAT} opset {OPSET} {ck} ort {_ort_version()}".encode())
     here = Path(__file__).resolve().parent
     for name in SOURCES:
         try:
@@ -122,8 +144,9 @@ class Graph:
 
     Attributes
     ----------
-    onnx : Path or bytes
-        The graph file in the cache (bytes when the cache could not be written).
+    onnx : bytes
+        The serialized graph, read once (its hash checked on these bytes): a run never opens the
+        cache file again, so deleting or replacing the cache during a run is safe.
     meta : dict
         ``meta.json``: ``resp_encoder``, ``resp_sign``, ``signal``, ``clip_pct``, ``in_channels``,
         ``max_abs_diff`` (graph vs torch on the probe segments), ``ok`` (within :data:`TOLERANCE`), ...
@@ -131,7 +154,7 @@ class Graph:
         Why the cache was not used, if it was not (shown to the user).
     """
 
-    onnx: Path | bytes
+    onnx: bytes
     meta: dict
     note: str = ""
 
@@ -140,8 +163,9 @@ def _read_entry(folder: Path, key: str) -> Graph | None:
     """The cache entry in ``folder`` if it is complete and intact (its graph's hash matches), else None."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        onnx = folder / "model.onnx"
-        if meta.get("format") != EXPORT_FORMAT or meta.get("key") != key or _sha256(onnx) != meta.get("onnx_sha256"):
+        onnx = (folder / "model.onnx").read_bytes()
+        if (meta.get("format") != EXPORT_FORMAT or meta.get("key") != key or meta.get("segment_len") != SEGMENT_LEN
+                or hashlib.sha256(onnx).hexdigest() != meta.get("onnx_sha256")):
             return None
     except (OSError, ValueError, AttributeError):
         return None
@@ -180,17 +204,25 @@ def graph_for(checkpoint: str | os.PathLike, log: Callable[[str], None] | None =
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
-        tmp.chmod(0o755)  # mkdtemp's 0700 would keep a shared RESPSEP_CACHE_DIR to its first user
     except OSError as e:
         onnx, meta = export(path, key)
         return Graph(onnx, meta, note=f"model cache {folder.parent} not writable ({e.strerror or e}): the ONNX "
                                       "graph is exported again in every run (set RESPSEP_CACHE_DIR)")
     try:
+        tmp.chmod(0o755)  # mkdtemp's 0700 would keep a shared RESPSEP_CACHE_DIR to its first user
         onnx, meta = export(path, key)
         (tmp / "model.onnx").write_bytes(onnx)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        if folder.exists():  # incomplete or damaged (the check above failed): replace it
-            shutil.rmtree(folder, ignore_errors=True)
+        done = _read_entry(folder, key)
+        if done is not None:  # another run finished the same export meanwhile: use its entry
+            return done
+        if folder.exists():  # incomplete or damaged: moved aside first (a rename), then removed
+            aside = Path(tempfile.mkdtemp(prefix=f".{key}.old.", dir=folder.parent))
+            try:
+                os.rename(folder, aside / "entry")
+            except OSError:
+                pass
+            shutil.rmtree(aside, ignore_errors=True)
         try:
             os.rename(tmp, folder)  # atomic: a concurrent run sees the whole entry or none
         except OSError:
@@ -265,9 +297,12 @@ def export(checkpoint: str | os.PathLike, key: str = "") -> tuple[bytes, dict]:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.sigmoid(self.net(x))
 
-    with torch.no_grad():
-        reference = RespirationNet(model, k).eval()  # the torch path, as Separator runs it
-        portable = _Probabilities(RespirationNet(model, k, portable=True).eval()).eval()
+    try:
+        with torch.no_grad():
+            reference = RespirationNet(model, k).eval()  # the torch path, as Separator runs it
+            portable = _Probabilities(RespirationNet(model, k, portable=True).eval()).eval()
+    except ValueError as e:  # e.g. an even kernel: no fast form, and the torch Separator cannot run it either
+        raise ModelError(f"the separator cannot run this network ({e})", str(path)) from None
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings(), torch.no_grad():
@@ -276,7 +311,8 @@ def export(checkpoint: str | os.PathLike, key: str = "") -> tuple[bytes, dict]:
                               input_names=["x"], output_names=["p"], opset_version=OPSET,
                               dynamic_axes={"x": {0: "batch"}, "p": {0: "batch"}})
     except Exception as e:  # noqa: BLE001 - exporter missing or failing: the caller decides (torch runs)
-        raise ExportError(f"ONNX export failed ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+        raise ExportError(f"ONNX export failed ({type(e).__name__}: {' '.join(str(e).split())[:160]})",
+                          str(path)) from None
     onnx = buf.getvalue()
 
     raw = probe_segments(str(ck.get("signal") or "ecg"), in_ch)
@@ -288,7 +324,7 @@ def export(checkpoint: str | os.PathLike, key: str = "") -> tuple[bytes, dict]:
         got = _session(onnx, 1).run(None, {"x": x})[0]
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"ONNX Runtime cannot run the exported graph ({type(e).__name__}: "
-                          f"{' '.join(str(e).split())[:160]})") from None
+                          f"{' '.join(str(e).split())[:160]})", str(path)) from None
     diff = float(np.max(np.abs(got.astype(np.float64) - want))) if got.shape == want.shape else float("inf")
     import onnxruntime
 
@@ -384,10 +420,16 @@ class OnnxSeparator:
         m = g.meta
         if not m.get("ok"):
             raise ExportError(f"its ONNX graph differs from torch by {m.get('max_abs_diff'):.2g} "
-                              f"(> {TOLERANCE:g})")
-        return cls(graph=g, resp_encoder=int(m["resp_encoder"]), sign=float(m.get("resp_sign") or 1.0),
-                   signal=str(m.get("signal") or signal), name=str(path), clip_pct=float(m.get("clip_pct") or 0.0),
-                   threads=threads if threads > 0 else budget(), note=g.note)
+                              f"(> {TOLERANCE:g})", str(path))
+        sep = cls(graph=g, resp_encoder=int(m["resp_encoder"]), sign=float(m.get("resp_sign") or 1.0),
+                  signal=str(m.get("signal") or signal), name=str(path), clip_pct=float(m.get("clip_pct") or 0.0),
+                  threads=threads if threads > 0 else budget(), note=g.note)
+        try:  # opened now, so that a graph this ONNX Runtime cannot load falls back (auto) or is exit 5
+            sep._sess = _session(g.onnx, 1)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ExportError(f"ONNX Runtime cannot load its graph ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:160]})", str(path)) from None
+        return sep
 
     @property
     def batch_workers(self) -> int:

@@ -16,10 +16,21 @@ from functools import lru_cache
 MAX_THREADS = 2
 
 
+def cores() -> int:
+    """Cores this process may run on: its CPU affinity (what ``taskset``, a SLURM allocation or a
+    container's cpuset allows), not the machine's count (``os.cpu_count`` reports all 64 cores of a
+    node where a job was given 2)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return max(1, os.cpu_count() or 1)
+
+
 def budget() -> int:
-    """Threads available: ``OMP_NUM_THREADS`` when set (a batch worker's share), else the cores, at most MAX_THREADS."""
+    """Threads available: ``OMP_NUM_THREADS`` when set (a batch worker's share), else the cores this
+    process may use (:func:`cores`), at most MAX_THREADS."""
     env = os.environ.get("OMP_NUM_THREADS", "")
-    n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+    n = int(env) if env.isdigit() and int(env) > 0 else cores()
     return max(1, min(MAX_THREADS, n))
 
 

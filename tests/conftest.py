@@ -130,15 +130,16 @@ def make_edf(tmp_path):
 TINY_MODEL = {"n_encoders": 4, "channels": [8, 8, 16, 16], "hidden": 8, "kernel_size": 5}
 
 
-def make_tiny_checkpoint(path: Path, resp_encoder: int = 1, seed: int = 0) -> str:
-    """Save a randomly initialised tiny ECG checkpoint (speed and plumbing tests, not accuracy)."""
+def make_tiny_checkpoint(path: Path, resp_encoder: int = 1, seed: int = 0, **model) -> str:
+    """Save a randomly initialised tiny ECG checkpoint (speed and plumbing tests, not accuracy);
+    ``model`` overrides :data:`TINY_MODEL`'s settings."""
     import torch
 
     from resp_sep.checkpoint import save_checkpoint
     from resp_sep.model import MultiEncoderAE
 
     torch.manual_seed(seed)
-    m = MultiEncoderAE(**TINY_MODEL).eval()
+    m = MultiEncoderAE(**{**TINY_MODEL, **model}).eval()
     save_checkpoint({"model_config": m.config.to_dict(), "state_dict": m.state_dict(),
                      "resp_encoder": resp_encoder, "signal": "ecg"}, path)
     return str(path)

@@ -111,7 +111,7 @@ def test_user_checkpoint_whole_recording_equal_torch(tmp_path):
 
     ck = make_tiny_checkpoint(tmp_path / "tiny.pt", resp_encoder=2, seed=3)
     onnx_sep, torch_sep = _pair(ck, "ecg")
-    assert onnx_sep.resp_encoder == 2 and Path(onnx_sep.graph.onnx).parent.name == cache_key(ck)
+    assert onnx_sep.resp_encoder == 2 and (cache_root() / "onnx" / cache_key(ck) / "model.onnx").is_file()
     x = simulate(duration_s=200, fs=256, seed=2).ecg
     a, b = onnx_sep.extract(x, 256, hop=4096), torch_sep.extract(x, 256, hop=4096)
     assert a.shape == b.shape and a.dtype == np.float32
@@ -157,7 +157,8 @@ def test_cache_follows_the_checkpoint_bytes(tmp_path):
 def test_damaged_cache_entry_is_exported_again(tmp_path):
     p = make_tiny_checkpoint(tmp_path / "m.pt")
     g = graph_for(p)
-    Path(g.onnx).write_bytes(Path(g.onnx).read_bytes()[:1000])  # truncated (a full disk, a copy gone wrong)
+    f = cache_root() / "onnx" / cache_key(p) / "model.onnx"
+    f.write_bytes(f.read_bytes()[:1000])  # truncated (a full disk, a copy gone wrong)
     g2 = graph_for(p)
     assert g2.onnx == g.onnx and g2.meta["ok"]
     raw = probe_segments("ecg")[:2, 0]
@@ -259,3 +260,107 @@ def test_repository_has_no_onnx_files():
     """Graphs are made from the checkpoints, never kept beside them (they could drift)."""
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=False).stdout
     assert not [f for f in tracked.splitlines() if f.endswith(".onnx")]
+
+
+def test_cache_deleted_during_a_run_is_safe(tmp_path):
+    """The graph is read once: a cache emptied while a run goes on (a cleanup) does not stop it."""
+    import shutil
+
+    p = make_tiny_checkpoint(tmp_path / "m.pt", seed=7)
+    sep = OnnxSeparator.from_checkpoint(p)
+    raw = probe_segments("ecg")[:2, 0]
+    before = sep.respiration_segments(raw)
+    shutil.rmtree(cache_root() / "onnx" / cache_key(p))
+    sep.release()  # the next channel opens a new session
+    assert np.array_equal(sep.respiration_segments(raw), before)
+
+
+def test_concurrent_export_keeps_the_other_runs_entry(tmp_path, monkeypatch):
+    """Two runs export the same key: the second to finish uses the first's complete entry, never deletes it."""
+    import resp_sep.onnxrun as O
+
+    p = make_tiny_checkpoint(tmp_path / "m.pt", seed=8)
+    first = graph_for(p)  # run A's entry
+    folder = cache_root() / "onnx" / cache_key(p)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["written_by"] = "run A"  # harmless extra field: tells A's entry from an identical export by B
+    entry = {"model.onnx": (folder / "model.onnx").read_bytes(), "meta.json": json.dumps(meta).encode()}
+    real_export = O.export
+    import shutil
+
+    shutil.rmtree(folder)  # run B looks: nothing there, so it exports ...
+
+    def export_while_a_finishes(*a, **k):
+        out = real_export(*a, **k)
+        folder.mkdir()  # ... while run A renames its whole entry into place
+        for f, b in entry.items():
+            (folder / f).write_bytes(b)
+        return out
+
+    monkeypatch.setattr(O, "export", export_while_a_finishes)
+    g = graph_for(p)
+    assert g.onnx == first.onnx and g.meta.get("written_by") == "run A"
+    assert json.loads((folder / "meta.json").read_text()).get("written_by") == "run A"  # A's entry stays
+    assert [x.name for x in folder.parent.iterdir() if x.name.startswith(".")] == []  # no temporaries left
+
+
+def test_graph_this_runtime_cannot_load_falls_back_or_is_exit_5(tmp_path, monkeypatch):
+    """A cached graph ONNX Runtime refuses (another version's, say): torch with a note under auto,
+    a one-line model error naming the checkpoint under --engine onnx; never an internal error."""
+    import resp_sep.onnxrun as O
+    from resp_sep.errors import EXIT_MODEL
+    from resp_sep.separate import Separator
+
+    p = make_tiny_checkpoint(tmp_path / "m.pt", seed=9)
+    graph_for(p)
+
+    def refuse(*a, **k):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Unsupported model IR version: 99")
+
+    monkeypatch.setattr(O, "_session", refuse)
+    sep = load_separator(p, "ecg", "cpu")
+    assert isinstance(sep, Separator) and "cannot load its graph" in sep.note
+    with pytest.raises(ExportError) as e:
+        load_separator(p, "ecg", "cpu", engine="onnx")
+    assert e.value.exit_code == EXIT_MODEL and e.value.path == str(p) and "\n" not in str(e.value)
+
+
+def test_network_the_separator_cannot_build_is_a_model_error(tmp_path):
+    """An even kernel has no fast form: exit 5 naming the file (it was an internal error, exit 1)."""
+    from resp_sep.errors import ModelError
+
+    p = make_tiny_checkpoint(tmp_path / "k4.pt", kernel_size=4)
+    with pytest.raises(ModelError) as e:
+        load_separator(p, "ecg", "cpu")
+    assert not isinstance(e.value, ExportError) and e.value.path == str(p) and "kernel" in str(e.value)
+
+
+def test_cores_follow_the_affinity(monkeypatch):
+    """A SLURM task or taskset given 1 core of a large node: one thread, not the node's count."""
+    from resp_sep import parallel
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert parallel.cores() == 1 and parallel.budget() == 1
+
+
+def test_without_onnxruntime_torch_runs_and_no_export_is_attempted(tmp_path, monkeypatch):
+    """onnxruntime missing: the model check does not export (no torch import, no seconds lost per run),
+    the separator runs on torch with a note, and --engine onnx is exit 5."""
+    import resp_sep.onnxrun as O
+    from resp_sep.checkpoint import check_model
+    from resp_sep.separate import Separator
+
+    p = make_tiny_checkpoint(tmp_path / "m.pt", seed=10)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+
+    def no_export(*a, **k):
+        raise AssertionError("exported without onnxruntime")
+
+    monkeypatch.setattr(O, "export", no_export)
+    assert check_model(p, ["ecg"], "cpu") == [Path(p)]
+    sep = load_separator(p, "ecg", "cpu")
+    assert isinstance(sep, Separator) and "onnxruntime is not installed" in sep.note
+    with pytest.raises(ExportError):
+        load_separator(p, "ecg", "cpu", engine="onnx")
