@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import sys
 import time
@@ -223,11 +222,11 @@ def supervised_step(model, opt, x, s, weights=None, sup_weight: float = 1.0) -> 
 
 
 def build(args):
+    import torch
+
     from resp_sep.losses import LossWeights
     from resp_sep.model import MultiEncoderAE
     from resp_sep.train import make_optimizer
-
-    import torch
 
     torch.manual_seed(args.seed)
     model = MultiEncoderAE(n_encoders=args.encoders, channels=args.channels, hidden=args.hidden,
@@ -292,19 +291,18 @@ def run(args) -> dict:
     while True:
         spent = cpu_used + time.process_time() - c0
         done = spent >= budget or (args.steps and step >= args.steps)
-        if step % args.eval_every == 0 or done:
-            if not history or history[-1]["step"] != step:
-                res = evaluate()
-                res["train"] = {k: v / max(1, nwin) for k, v in win.items()}
-                history.append(res)
-                win, nwin = {}, 0
-                src = res["sources"]
-                print(f"step {step:6d}  cpu {res['cpu_s'] / 60:5.1f} min  "
-                      + "  ".join(f"{k[:4]}: enc {v['encoder']} r {v['r']:+.3f} mse {v['mse']:.4f} "
-                                  f"(zero {v['zero_mse']:.4f})" for k, v in src.items())
-                      + f"  dead {res['dead']}  recon mse {res['recon_mse']:.5f}  "
-                      + " ".join(f"{k} {v:.4g}" for k, v in res["train"].items()), flush=True)
-                save()
+        if (step % args.eval_every == 0 or done) and (not history or history[-1]["step"] != step):
+            res = evaluate()
+            res["train"] = {k: v / max(1, nwin) for k, v in win.items()}
+            history.append(res)
+            win, nwin = {}, 0
+            src = res["sources"]
+            print(f"step {step:6d}  cpu {res['cpu_s'] / 60:5.1f} min  "
+                  + "  ".join(f"{k[:4]}: enc {v['encoder']} r {v['r']:+.3f} mse {v['mse']:.4f} "
+                              f"(zero {v['zero_mse']:.4f})" for k, v in src.items())
+                  + f"  dead {res['dead']}  recon mse {res['recon_mse']:.5f}  "
+                  + " ".join(f"{k} {v:.4g}" for k, v in res["train"].items()), flush=True)
+            save()
         if done:
             break
         rng = np.random.default_rng([args.seed, step])  # data depends on (seed, step) only: exact resume
@@ -374,14 +372,7 @@ def diagnose(args) -> dict:
         grads[name] = float(torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters() if p.grad is not None)))
     out["grad_norm_weighted"] = grads
     # the same weights with every off-diagonal decoder block zeroed
-    with torch.no_grad():
-        for layer in model.mixing_layers():
-            w = layer.weight
-            o, i = w.shape[0] // n, w.shape[1] // n
-            keep = torch.zeros(w.shape[0], w.shape[1], dtype=torch.bool)
-            for g in range(n):
-                keep[g * o:(g + 1) * o, g * i:(g + 1) * i] = True
-            w[~keep] = 0.0
+    model._zero_off_diagonal()  # the model's own block-diagonal initialiser, applied to the trained weights
     out["off_diagonal_zeroed"] = terms()
     print(json.dumps(out, indent=1))
     return out
@@ -392,8 +383,8 @@ def diagnose(args) -> dict:
 
 def table(paths: list[str]) -> str:
     """Markdown rows of the final (and best-by-reference) evaluation of each run."""
-    rows = ["| run | step | CPU min | triangle: enc, MSE, abs r | semicircle: enc, MSE, abs r | dead enc | "
-            "zero-output MSE (tri / semi) | mixture MSE (tri / semi) | separated |",
+    rows = [("| run | step | CPU min | triangle: enc, MSE, abs r | semicircle: enc, MSE, abs r | dead enc | "
+            "zero-output MSE (tri / semi) | mixture MSE (tri / semi) | separated |"),
             "|---|---|---|---|---|---|---|---|---|"]
     for p in paths:
         d = json.loads(Path(p).read_text())
