@@ -209,7 +209,7 @@ def window_starts(n: int, length: int, hop: int) -> np.ndarray:
 
 def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S, hop_s: float = HOP_S,
          power: float = POWER, shape: bool = True, families: dict[str, str] | None = None,
-         level: bool = True) -> FusionResult:
+         level: bool = True, scale: dict[str, np.ndarray] | None = None) -> FusionResult:
     """Fuse respiratory sources sampled on one grid.
 
     Parameters
@@ -230,6 +230,10 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
         makes every source its own family.
     level : bool
         Even out the fused waveform's amplitude (module docstring, step 7).
+    scale : dict of str to numpy.ndarray, each shape (n,), optional
+        Per-source reliability factors on the sources' grid (dimensionless, 0-1; NaN counts as 1):
+        a window's factor is the mean over the window, and it multiplies the source's ``q ** power``
+        before the family vote, the consensus and the weights. Sources not named keep factor 1.
 
     Returns
     -------
@@ -249,6 +253,9 @@ def fuse(waves: dict[str, np.ndarray], fs: float, *, window_s: float = WINDOW_S,
     quality = np.stack([s.concentration for s in spectra], axis=1)  # (W, S)
     peak = np.stack([s.peak_hz for s in spectra], axis=1)
     base = np.where(np.isfinite(peak), quality ** power, 0.0)
+    for i, k in enumerate(names):
+        if scale and k in scale:
+            base[:, i] *= _window_means(np.asarray(scale[k], float), starts, length)
     if families:
         base = _one_vote_per_family(base, [families.get(k, k) for k in names])
     consensus = np.array([_weighted_median(peak[w], base[w]) for w in range(n_win)])
@@ -651,6 +658,13 @@ def _level(wave: np.ndarray, fs: float) -> np.ndarray:
     np.multiply(x, rms, out=x)
     x[~ok] = np.nan
     return x
+
+
+def _window_means(f: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """Mean of ``f`` (shape (n,); NaN read as 1) over each window ``[start, start + length)``, clipped to 0-1."""
+    c = np.concatenate([[0.0], np.cumsum(np.where(np.isfinite(f), f, 1.0))])
+    end = np.minimum(starts + length, f.size)
+    return np.clip((c[end] - c[starts]) / np.maximum(end - starts, 1), 0.0, 1.0)
 
 
 def _one_vote_per_family(base: np.ndarray, family: list[str]) -> np.ndarray:

@@ -35,7 +35,7 @@ from resp_sep.io import read_recording
 from resp_sep.pipeline import ExtractOptions, respiration
 from resp_sep.preprocess import load_signal
 from resp_sep.rate import breathing_rate
-from resp_sep.sources import source_families, source_names
+from resp_sep.sources import SOURCES, SignalContext, source_families, source_names
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -51,7 +51,49 @@ VARIANTS = {
     "one vote per source (no families)": {"families": False},
     "ECG only": {"kind": "ecg"},
     "ECG only, one vote per source": {"kind": "ecg", "families": False},
+    # issue 20, RSA only in a regular rhythm: the heart-rate family's weight times 1 - index / s0 (clipped to
+    # 0-1), the index from the ECG's detected beats (rhythm_index); "recording" uses the recording's share
+    "rhythm: window marks /0.1": {"rhythm": ("marks", 0.1)},
+    "rhythm: window marks /0.03": {"rhythm": ("marks", 0.03)},
+    "rhythm: recording marks /0.05": {"rhythm": ("recording", 0.05)},
+    "rhythm: window irregular RR /0.2": {"rhythm": ("irregular", 0.2)},
+    # what down-weighting the heart-rate family can gain at most: without it
+    "without the heart-rate source": {"only": [n for n in source_names(fusion_only=True) if SOURCES[n].family != "ecg_rate"]},
 }
+
+
+def rhythm_index(beat_t: np.ndarray, marked: np.ndarray, n: int, fs: float, how: str) -> np.ndarray:
+    """Rhythm irregularity on the sources' grid, shape (n,), 0-1 (share of time).
+
+    ``beat_t``: detected beats (s); ``marked``: Kubios' marks on them (ectopic, extra, long/short).
+    ``"marks"``: the share of the surrounding 30 s spent in beat intervals with a marked beat at either
+    end; ``"recording"``: the recording's share of marked beats everywhere; ``"irregular"``: the share of
+    the surrounding 30 s spent in intervals more than 20 % off the median of the 9 intervals around
+    them (a breath moves the heart rate by less).
+    """
+    from scipy.ndimage import median_filter
+
+    out = np.zeros(n)
+    if beat_t.size < 3:
+        return out
+    if how == "recording":
+        return out + float(np.mean(marked))
+    rr = np.diff(beat_t)
+    if how == "marks":
+        bad = marked[1:] | marked[:-1]
+    else:
+        med = median_filter(rr, 9, mode="nearest")
+        bad = np.abs(rr - med) > 0.2 * med
+    edges = np.clip(np.round(beat_t * fs).astype(int), 0, n)
+    for a, b, v in zip(edges[:-1], edges[1:], bad):
+        if v:
+            out[a:b] = 1.0
+    # the share of the surrounding 30 s (one analysis window) spent in such intervals
+    k = round(30 * fs)
+    c = np.concatenate([[0.0], np.cumsum(out)])
+    i = np.arange(n)
+    lo, hi = np.clip(i - k // 2, 0, n), np.clip(i + k // 2, 0, n)
+    return (c[hi] - c[lo]) / np.maximum(hi - lo, 1)
 
 
 def count_adv_rates(w: np.ndarray, fs: float, end_s: float | None, win: float = 60.0) -> np.ndarray:
@@ -94,6 +136,15 @@ def load(split: str, cache: str | None = None) -> list[dict]:
     files = sorted((DATA / "marsh-edf").glob("*.edf")) + sorted((DATA / "cinc2015-wfdb").glob("*.hea"))
     every = ",".join(source_names("ecg") + source_names("ppg"))
     out, seps = [], {}
+    # the beats each input's sources were computed from, kept beside them (kind -> (channel Hz, EcgBeats))
+    seen, plain = {}, SignalContext._beats
+
+    def keep(self):
+        b = plain(self)
+        seen[self.kind] = (self.fs, b)
+        return b
+
+    SignalContext._beats = keep
     for f in files:
         name = f.stem
         if (name in held) != (split == "test"):
@@ -102,8 +153,10 @@ def load(split: str, cache: str | None = None) -> list[dict]:
         if hit is not None and hit.exists():
             z = np.load(hit)
             ref, waves = z["ref"], {k[5:]: z[k] for k in z.files if k.startswith("wave_")}
+            beats = {k: z[k] for k in ("beat_t", "beat_art") if k in z.files}
         else:
             rec = read_recording(f)
+            seen.clear()
             try:
                 ref = load_signal(rec, "thor", None, fs_out=25.0, min_fs=1.0).x
                 resp = respiration(rec, ExtractOptions(method=every), seps)
@@ -111,11 +164,17 @@ def load(split: str, cache: str | None = None) -> list[dict]:
                 print(f"  skipped {name}: {e}")
                 continue
             waves = {n: o.wave for n, o in resp.sources.items()}
+            beats = {}
+            if "ecg" in seen:  # the ECG's detected beats (s) and Kubios' marks, for the rhythm index
+                fs_ch, b = seen["ecg"]
+                beats = {"beat_t": np.asarray(b.amplitude_peaks(), float) / fs_ch,
+                         "beat_art": np.zeros(len(b.amplitude_peaks()), bool) if b.artefact is None else b.artefact}
             if hit is not None:
                 hit.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(hit, ref=ref, **{f"wave_{k}": v for k, v in waves.items()})
+                np.savez(hit, ref=ref, **beats, **{f"wave_{k}": v for k, v in waves.items()})
         out.append({"name": name, "group": "marsh" if name.startswith("marsh") else "cinc",
-                    "end": None if name.startswith("marsh") else 270.0, "ref": ref, "waves": waves})
+                    "end": None if name.startswith("marsh") else 270.0, "ref": ref, "waves": waves, **beats})
+    SignalContext._beats = plain
     return out
 
 
@@ -126,6 +185,7 @@ def score(recs: list[dict], settings: dict) -> dict:
     only = settings.pop("only", None)
     by_family = settings.pop("families", True)
     kind = settings.pop("kind", None)
+    rhythm = settings.pop("rhythm", None)
     consts = {k: settings.pop(k) for k in list(settings) if k.isupper()}
     saved = {k: getattr(Q, k) for k in consts}
     for k, v in consts.items():
@@ -142,7 +202,14 @@ def score(recs: list[dict], settings: dict) -> dict:
                     if not names:
                         continue
                     fam = source_families(names) if by_family else None
-                    w = F.fuse({n: r["waves"][n] for n in names}, 10.0, families=fam, **settings).wave
+                    scale = None
+                    if rhythm and "beat_t" in r:
+                        how, s0 = rhythm
+                        n_grid = len(r["waves"][names[0]])
+                        f = np.clip(1 - rhythm_index(r["beat_t"], r["beat_art"].astype(bool), n_grid, 10.0, how) / s0,
+                                    0, 1)
+                        scale = {k: f for k, v in source_families(names).items() if v == "ecg_rate"}
+                    w = F.fuse({n: r["waves"][n] for n in names}, 10.0, families=fam, scale=scale, **settings).wave
                     if scorer == "respsep":
                         end = r["end"]
                         est = breathing_rate(w[: int(end * 10) if end else None], 10.0).bpm

@@ -106,6 +106,23 @@ def test_a_family_of_sources_gets_one_vote():
     np.testing.assert_array_equal(single.wave, per_source.wave)
 
 
+def test_scale_takes_weight_where_a_source_is_unreliable():
+    # two sources at 15 breaths/min; a factor 0 on one in the second half of the recording removes
+    # its weight there only (windows wholly inside), factors of 1 change nothing
+    waves = {"a": breathing(600, 15.0, seed=1), "b": breathing(600, 15.0, seed=2)}
+    plain = fuse(waves, FS)
+    f = np.ones(6000)
+    f[3000:] = 0.0
+    scaled = fuse(waves, FS, scale={"b": f})
+    inside = scaled.start_s >= 300
+    before = scaled.end_s <= 300
+    assert inside.any() and before.any()
+    np.testing.assert_array_equal(scaled.weights[inside, 1], 0.0)
+    np.testing.assert_allclose(scaled.weights[before], plain.weights[before])
+    assert plain.weights[inside, 1].min() > 0.3
+    np.testing.assert_array_equal(fuse(waves, FS, scale={"b": np.ones(6000)}).wave, plain.wave)
+
+
 def test_level_evens_weak_breaths_but_keeps_a_pause():
     x = breathing(900, seed=12)
     t = np.arange(x.size) / FS
